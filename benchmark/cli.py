@@ -1,0 +1,235 @@
+"""The ``phantombench`` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="phantombench",
+    help="Generate FEM phantoms as versioned datasets (brain-slice elastography, liver MRE, EIT), "
+         "inspect, verify, show and export them.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, exit code 2."""
+
+
+def _one_line(e: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        parts = [f"{'.'.join(str(x) for x in d['loc']) or 'config'}: {d['msg']}" for d in e.errors()]
+        return "invalid config: " + "; ".join(parts)
+    return " ".join(str(e).split())
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
+        from phantombench.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (CliError, ValueError, StoreError, ValidationError, FileNotFoundError, KeyError, IndexError,
+                PermissionError) as e:
+            err.print(f"[bold red]error:[/] {_one_line(e)}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
+                    transient=False)
+
+
+@app.command()
+@handle_errors
+def generate(
+    generator: Annotated[str, typer.Argument(help="Generator: brain-slice, eit or liver-mre (see `presets`).")],
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Named configuration of the generator.")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Dataset folder to create (or to finish, if a run "
+                                                        "into it was interrupted).")],
+    seed: Annotated[int, typer.Option("--seed", help="Dataset seed; sample i uses the i-th spawned stream.")] = 0,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Local dask worker processes (default: one per core, at most n); 0 = in this process.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Address of a running dask scheduler (tcp://host:8786); workers must share the "
+                            "file system.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config field, KEY=VALUE (JSON values), repeatable.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Generate a dataset: FEM solves per sample, rasterised, written atomically (kill-safe, resumable)."""
+    from phantombench import runner
+
+    if workers is not None and scheduler is not None:
+        raise CliError("give either --workers or --scheduler, not both")
+    if workers is not None and workers < 0:
+        raise CliError(f"--workers must be >= 0 (got {workers})")
+    overrides = _parse_sets(set_)
+    runner.resolve(generator, preset, overrides, n, seed)  # validate before any progress UI
+    if quiet:
+        manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler)
+    else:
+        with _progress() as prog:
+            task = prog.add_task(f"{generator}/{preset}", total=n)
+            manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler,
+                                       progress=lambda done, total: prog.update(task, completed=done))
+    wall = manifest["provenance"].get("generation_wall_seconds")
+    out.print(f"[green]done[/] {out_dir}  ({manifest['n']} samples, content {manifest['content_hash'][:12]}"
+              + (f", {wall:.1f} s" if wall is not None else "") + ")")
+
+
+@app.command()
+@handle_errors
+def info(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False) -> None:
+    """Summarise a dataset: generator, preset, splits, schema, provenance."""
+    from phantombench import open_dataset
+
+    ds = open_dataset(path)
+    m = ds.manifest
+    if as_json:
+        sys.stdout.write(json.dumps(m, indent=2) + "\n")
+        return
+    out.print(f"[bold]{m['name']}[/] v{m['version']}  seed {m['seed']}  n {m['n']}  "
+              f"splits {m['counts']}")
+    out.print(f"content sha256 {m['content_hash']}")
+    prov = m["provenance"]
+    out.print(f"created {prov['created']}  commit {prov.get('git_commit')}  "
+              f"dolfinx {prov['packages'].get('dolfinx-solver-real')}  gmsh {prov['packages'].get('gmsh')}")
+    t = Table("field", "shape", "dtype", "unit", "description", box=None, pad_edge=False)
+    for name, s in m["schema"].items():
+        t.add_row(name, " x ".join(map(str, s["shape"])) or "()", s["dtype"], s["unit"], s["description"])
+    out.print(t)
+    attrs = m["samples"][ds.ids[0]]["attrs"]
+    if attrs:
+        out.print("sample 000000 attributes: " + json.dumps(attrs, default=str)[:800])
+
+
+@app.command()
+@handle_errors
+def verify(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
+           regenerate: Annotated[int, typer.Option(
+               "--regenerate", help="Also regenerate this many samples (spread over the dataset) and compare "
+                                    "them with the stored arrays within the manifest's regen_rtol.")] = 0) -> None:
+    """Re-hash every array against the manifest; exit 1 naming what is corrupt."""
+    from phantombench import open_dataset, runner
+    from phantombench.store import verify_hashes
+
+    ds = open_dataset(path)
+    problems = verify_hashes(ds)
+    n_arrays = sum(len(r["sha256"]) for r in ds.manifest["samples"].values())
+    if regenerate < 0:
+        raise CliError("--regenerate must be >= 0")
+    if regenerate:
+        idx = sorted({int(round(x)) for x in
+                      __import__("numpy").linspace(0, len(ds) - 1, min(regenerate, len(ds)))})
+        with _progress() as prog:
+            task = prog.add_task("regenerating", total=len(idx))
+            for i in idx:
+                problems += runner.regenerate_and_compare(ds, [i])
+                prog.advance(task)
+    for p in problems:
+        err.print(f"[red]corrupt[/] {p}", highlight=False)
+    if problems:
+        err.print(f"[bold red]error:[/] {len(problems)} problem(s) in {path}")
+        raise typer.Exit(1)
+    msg = f"[green]ok[/] {n_arrays} arrays in {len(ds)} samples match their sha256"
+    if regenerate:
+        msg += f"; {len(idx)} regenerated sample(s) agree within rtol {ds.manifest['regen_rtol']:g}"
+    out.print(msg)
+
+
+@app.command()
+@handle_errors
+def show(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
+         sample: Annotated[int, typer.Option("--sample", "-i", help="Sample index.")] = 0,
+         out_file: Annotated[Path, typer.Option("--out", "-o", help="Figure file (.png, .pdf, .svg).")] = Path(
+             "sample.png"),
+         fields: Annotated[str | None, typer.Option(help="Comma-separated grid fields (default: all).")] = None,
+         ) -> None:
+    """Plot a sample's grid fields and its FE mesh into one figure."""
+    from phantombench import open_dataset
+    from phantombench.show import plot_sample
+
+    ds = open_dataset(path)
+    names = [f.strip() for f in fields.split(",")] if fields else None
+    plot_sample(ds, sample, out_file, names)
+    out.print(f"wrote {out_file}")
+
+
+@app.command()
+@handle_errors
+def export(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
+           sample: Annotated[int, typer.Option("--sample", "-i", help="Sample index.")] = 0,
+           fmt: Annotated[str, typer.Option("--format", "-f", help="vtu or xdmf.")] = "vtu",
+           out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default "
+                                                          "sample-<i>.<format>).")] = None) -> None:
+    """Export a sample's FE mesh with its nodal and cell fields for ParaView (meshio)."""
+    from phantombench import open_dataset
+    from phantombench.export import export_sample
+
+    if fmt not in ("vtu", "xdmf"):
+        raise CliError(f"--format must be vtu or xdmf (got {fmt!r})")
+    ds = open_dataset(path)
+    target = out_file or Path(f"sample-{sample:06d}.{fmt}")
+    export_sample(ds, sample, target, fmt)
+    out.print(f"wrote {target}")
+
+
+@app.command()
+@handle_errors
+def presets(generator: Annotated[str | None, typer.Argument(help="Generator name (default: all).")] = None,
+            ) -> None:
+    """List generators, their presets and the resolved configuration of each."""
+    from phantombench.registry import generator_names, get_generator
+
+    for name in [generator] if generator else generator_names():
+        try:
+            gen = get_generator(name)
+        except ImportError as e:
+            out.print(f"[bold]{name}[/]: not available ({e})")
+            continue
+        out.print(f"[bold]{name}[/] v{gen.version}")
+        for p in gen.presets:
+            cfg = gen.config(p).model_dump(mode="json")
+            out.print(f"  [cyan]{p}[/]: " + json.dumps(cfg), highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

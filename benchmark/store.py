@@ -1,0 +1,312 @@
+"""The versioned dataset store: a folder holding a zarr v3 store, ``manifest.json`` and a card.
+
+Layout of a dataset folder::
+
+    plan.json        what is being generated (generator, preset, resolved config, seed, n); written first
+    data.zarr/       zarr v3 root group; one sub-group per finished sample, named by its id (``000007``)
+    .partial/        samples being written (private; a sample becomes visible by one atomic rename)
+    manifest.json    written last, atomically, once every sample is present
+    README.md        the dataset card, rendered from the manifest
+
+Atomicity: a sample is written into ``.partial/<id>.<pid>.<rand>`` and renamed into ``data.zarr/<id>``
+only once complete (rename of a directory is atomic on POSIX). A killed run leaves at worst stale
+partials, which the next run removes; samples already renamed are kept and skipped. Generation is
+deterministic per sample, so a sample finished twice (an orphaned worker of a killed run) is
+identical and the loser of the rename race simply discards its copy.
+
+Hashes: sha256 over (dtype, shape, C-order bytes) of every array, recorded in the sample's zarr
+attributes at write time and collected into the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from phantombench.generators.base import Generator, Sample
+
+PLAN = "plan.json"
+MANIFEST = "manifest.json"
+CARD = "README.md"
+DATA = "data.zarr"
+PARTIAL = ".partial"
+LOCK = ".lock"
+
+
+class StoreError(RuntimeError):
+    """A dataset folder that cannot be used as asked (wrong content, locked, incomplete...)."""
+
+
+def sample_id(index: int) -> str:
+    return f"{index:06d}"
+
+
+def array_sha256(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def content_hash(sample_hashes: dict[str, dict[str, str]]) -> str:
+    """One hash for the whole dataset: sha256 over the sorted per-array hashes."""
+    h = hashlib.sha256()
+    for sid in sorted(sample_hashes):
+        for name in sorted(sample_hashes[sid]):
+            h.update(f"{sid}/{name}={sample_hashes[sid][name]}\n".encode())
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------------- writing
+def write_sample(root: Path, index: int, sample: Sample, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write one sample atomically; return its record (hashes, attrs, meta). Safe to race."""
+    root = Path(root)
+    sid = sample_id(index)
+    final = root / DATA / sid
+    partial = root / PARTIAL / f"{sid}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    hashes = {name: array_sha256(arr) for name, arr in sample.fields.items()}
+    record = {"index": index, "id": sid, "sha256": hashes, "attrs": sample.attrs, **meta}
+    try:
+        g = zarr.open_group(str(partial), mode="w", zarr_format=3)
+        for name, arr in sample.fields.items():
+            arr = np.ascontiguousarray(arr)
+            g.create_array(name=name, data=arr, chunks=arr.shape if arr.ndim else None)
+        g.attrs.update(json.loads(json.dumps(record, default=_json_default)))
+        try:
+            os.rename(partial, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)  # identical sample already there
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return record
+
+
+def clean_partials(root: Path) -> int:
+    """Remove partial samples whose writer process is gone; return how many were removed."""
+    pdir = Path(root) / PARTIAL
+    removed = 0
+    if not pdir.exists():
+        return 0
+    for p in pdir.iterdir():
+        parts = p.name.split(".")
+        pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else -1
+        if pid < 0 or not _pid_alive(pid) or pid == os.getpid():
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def finished_ids(root: Path) -> set[str]:
+    d = Path(root) / DATA
+    if not d.exists():
+        return set()
+    return {p.name for p in d.iterdir() if p.is_dir() and (p / "zarr.json").exists()}
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """One writer per dataset folder; the OS drops the lock if the process dies (kill -9 included)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fh = open(root / LOCK, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise StoreError(f"{root} is being written by another process") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def prepare(root: Path, plan: dict[str, Any]) -> bool:
+    """Create the folder for ``plan`` or check that an existing one holds the same plan.
+
+    Returns True if the dataset is already complete.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} exists and is not a folder")
+    existing = root / PLAN
+    if existing.exists():
+        old = json.loads(existing.read_text())
+        if old != json.loads(json.dumps(plan, default=_json_default)):
+            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+            raise StoreError(f"{root} holds a different dataset (differs in: {', '.join(diff)}); "
+                             "choose another --out or delete it")
+        return (root / MANIFEST).exists()
+    if root.exists() and any(p.name not in (LOCK,) for p in root.iterdir()):
+        raise StoreError(f"{root} is not empty and is not a phantombench dataset; choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    zarr.open_group(str(root / DATA), mode="w", zarr_format=3)
+    _write_json_atomic(root / PLAN, plan)
+    return False
+
+
+def collect_records(root: Path, n: int) -> dict[str, dict[str, Any]]:
+    recs = {}
+    for i in range(n):
+        sid = sample_id(i)
+        g = zarr.open_group(str(Path(root) / DATA / sid), mode="r")
+        recs[sid] = dict(g.attrs)
+    return recs
+
+
+def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: dict[str, Any]) -> dict:
+    """Write manifest.json (last) and the card once every sample exists."""
+    from phantombench.card import render_card
+
+    root = Path(root)
+    n = plan["n"]
+    missing = [sample_id(i) for i in range(n) if sample_id(i) not in finished_ids(root)]
+    if missing:
+        raise StoreError(f"cannot finalise {root}: {len(missing)} samples missing (first {missing[0]})")
+    recs = collect_records(root, n)
+    hashes = {sid: r["sha256"] for sid, r in recs.items()}
+    splits = gen.splits(cfg, n)
+    manifest = {
+        "format": "phantombench-dataset/1",
+        "name": f"{plan['generator']}/{plan['preset']}",
+        "version": plan["generator_version"],
+        "generator": {"name": plan["generator"], "version": plan["generator_version"]},
+        "preset": plan["preset"],
+        "config": plan["config"],
+        "seed": plan["seed"],
+        "seeding": "sample i uses numpy.random.SeedSequence(entropy=seed, spawn_key=(i,))",
+        "n": n,
+        "splits": {k: [sample_id(i) for i in v] for k, v in splits.items()},
+        "counts": {k: len(v) for k, v in splits.items()},
+        "schema": {k: v.as_dict() for k, v in gen.schema(cfg).items()},
+        "regen_rtol": gen.regen_rtol,
+        "content_hash": content_hash(hashes),
+        "samples": {sid: {k: r[k] for k in r if k not in ("id",)} for sid, r in recs.items()},
+        "provenance": provenance,
+    }
+    _write_text_atomic(root / CARD, render_card(manifest, gen.card(cfg)))
+    _write_json_atomic(root / MANIFEST, manifest)
+    shutil.rmtree(root / PARTIAL, ignore_errors=True)
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------- reading
+@dataclass
+class Dataset:
+    """A finished dataset: ``ds.manifest``, ``len(ds)``, ``ds[i]`` -> dict of numpy arrays."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.manifest["n"])
+
+    @property
+    def ids(self) -> list[str]:
+        return [sample_id(i) for i in range(len(self))]
+
+    def group(self, i: int) -> zarr.Group:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sample {i} out of range (dataset has {len(self)})")
+        return zarr.open_group(str(self.path / DATA / sample_id(i % len(self))), mode="r")
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        g = self.group(i)
+        return {name: g[name][...] for name in self.manifest["schema"] if name in g}
+
+    def attrs(self, i: int) -> dict[str, Any]:
+        return self.manifest["samples"][sample_id(i % len(self))]["attrs"]
+
+    def split(self, name: str) -> list[int]:
+        if name not in self.manifest["splits"]:
+            raise KeyError(f"no split {name!r}; this dataset has {', '.join(self.manifest['splits'])}")
+        return [int(s) for s in self.manifest["splits"][name]]
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def open_dataset(path: str | os.PathLike) -> Dataset:
+    """Open a finished dataset folder (the one holding manifest.json)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise StoreError(f"{p} is not a folder")
+    m = p / MANIFEST
+    if not m.exists():
+        if (p / PLAN).exists():
+            raise StoreError(f"{p} is incomplete (no manifest.json yet); run the same generate again to finish it")
+        raise StoreError(f"{p} is not a phantombench dataset (no manifest.json)")
+    return Dataset(p, json.loads(m.read_text()))
+
+
+def verify_hashes(ds: Dataset) -> list[str]:
+    """Re-hash every array; return 'sample/field: reason' for each problem."""
+    problems = []
+    for sid, rec in ds.manifest["samples"].items():
+        gpath = ds.path / DATA / sid
+        if not (gpath / "zarr.json").exists():
+            problems.append(f"{sid}: sample missing")
+            continue
+        try:
+            g = zarr.open_group(str(gpath), mode="r")
+        except Exception as e:  # noqa: BLE001 - corrupt metadata is a finding, not a crash
+            problems.append(f"{sid}: unreadable ({type(e).__name__}: {e})")
+            continue
+        for name, want in rec["sha256"].items():
+            try:
+                got = array_sha256(g[name][...])
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"{sid}/{name}: unreadable ({type(e).__name__})")
+                continue
+            if got != want:
+                problems.append(f"{sid}/{name}: sha256 mismatch")
+    return problems
