@@ -44,8 +44,13 @@ def plot_sample(ds, index: int, out_file: Path, names: list[str] | None = None) 
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
     for ax, (title, a, unit) in zip(axes.flat, panels):
         finite = a[np.isfinite(a)]
-        lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
-        im = ax.imshow(a, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        discrete = schema[title.split("[")[0]]["dtype"] in ("bool", "uint8", "int8", "int32", "int64")
+        if discrete:
+            lo, hi, cmap = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0), "tab10"
+        else:
+            lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
+            cmap = "viridis"
+        im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
         ax.set_title(f"{title} [{unit}]" if unit else title, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.8)

@@ -153,7 +153,7 @@ class BrainSlice(Generator):
         n_inc = int(rng.integers(cfg.n_inclusions[0], cfg.n_inclusions[1] + 1))
         inclusions = []
         if n_inc:
-            image, inclusions = _paint_inclusions(image, stack.voxel_size_m, cfg, rng, n_inc)
+            image, inclusions = _paint_inclusions(image, cfg, rng, n_inc)
             mats[INCLUSION] = (float(rng.uniform(*cfg.inclusion_E)), cfg.inclusion_nu)
 
         if cfg.max_nominal_strain is not None:
@@ -215,7 +215,7 @@ class BrainSlice(Generator):
             out[f"mesh_point_{n}"] = np.asarray(nodal[n], dtype=np.float64)
         attrs = {
             "slice_index": k,
-            "mni_y_mm": float(stack.mni_y_mm[k]),
+            "mni_y_mm": float(stack.y_mm[k]),
             "traction_Pa": traction,
             "materials": {REGION_NAMES[r]: {"E_Pa": E, "nu": nu} for r, (E, nu) in mats.items()},
             "inclusions": inclusions,
@@ -234,7 +234,7 @@ class BrainSlice(Generator):
         return CARD_NOTES
 
 
-def _paint_inclusions(image: np.ndarray, voxel_m: float, cfg: BrainSliceConfig, rng: np.random.Generator,
+def _paint_inclusions(image: np.ndarray, cfg: BrainSliceConfig, rng: np.random.Generator,
                       n: int) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Paint ``n`` discs of label INCLUSION inside the brain (radius in metres, scaled to the image)."""
     from scipy import ndimage
@@ -263,7 +263,8 @@ CARD_NOTES = """\
 ## Physics
 
 2D plane stress, linear isotropic elasticity, static equilibrium without body force, solved with DOLFINx
-(Lagrange displacement of the order in the config, direct LU). E and nu are constant per region (DG0). Loads:
+(Lagrange displacement of the order in the config, P2 by default from a convergence study; sparse
+Cholesky with MUMPS). E and nu are constant per region (DG0). Loads:
 uniform compressive normal traction on the top edge (`traction_Pa` in the sample attributes), frictionless bottom
 (u_y = 0 on y = 0, u_x free) with the rigid x-translation removed by pinning u_x at the bottom-left corner (its
 reaction is zero to solver precision), free sides. Plane-stress Lame parameters: mu = E / (2 (1 + nu)),
