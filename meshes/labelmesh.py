@@ -2,10 +2,11 @@
 
 Pipeline (``mesh_label_image``):
 
-1. The label image (0 background, 1 gray, 2 white, any further class 3, 4, ... e.g.
-   inclusions; row 0 at the top) is padded with background, each class indicator is Gaussian-smoothed (``smooth`` pixels) and every
-   pixel takes the class with the largest smoothed indicator. Connected pieces smaller
-   than ``min_region_px`` pixels are merged into their surroundings (and the smoothing is
+1. The label image (0 background, 1 gray, 2 white; further classes 3, 4, ... such as
+   painted inclusions are handled alike; row 0 at the top) is padded with background,
+   each class indicator is Gaussian-smoothed (``smooth`` pixels) and every pixel takes
+   the class with the largest smoothed indicator. Connected pieces smaller than
+   ``min_region_px`` pixels are merged into their surroundings (and the smoothing is
    redone), so tiny islands and holes never reach the mesher.
 2. Interfaces are extracted by multi-material marching triangles on the pixel-centre
    grid: an interface point sits where the two competing smoothed indicators are equal,
@@ -13,12 +14,12 @@ Pipeline (``mesh_label_image``):
    extracted once and shared by the two regions it separates, so the regions tile the
    plane exactly: no slivers, no gaps, nested regions and holes (ventricles) included.
 3. The interface network is cut into chains (junction to junction, or closed loops),
-   mapped to millimetres (uniform scale, brain centred in the rectangle), optionally
-   resampled by arc length (spacing ``contour_spacing``, default h_fine), sharp corners
-   rounded (no polygon angle below ``min_corner_angle``), optionally deformed by a smooth
-   random displacement field (``perturb``), and handed to gmsh's built-in kernel as
-   polylines whose vertices become the interface nodes. Each connected region becomes
-   one plane surface (outer loop plus hole loops), tagged by class.
+   mapped to millimetres (uniform scale, brain centred in the rectangle), resampled by
+   arc length (spacing ``contour_spacing``, default h_fine) with sharp corners rounded
+   (no polygon angle below ``min_corner_angle``), optionally deformed by a smooth random
+   displacement field (``perturb``), and handed to gmsh's built-in kernel as polylines
+   whose vertices become interface nodes. Each connected region becomes one plane
+   surface (outer loop plus hole loops), tagged by class.
 4. gmsh meshes it (2-D Delaunay by default, one thread) with the size ``h_fine`` at the
    interfaces, growing linearly (slope ``grading``) to ``h_coarse`` away from them.
 
@@ -566,6 +567,26 @@ def mesh_label_image(
         rng = perturb if isinstance(perturb, np.random.Generator) else np.random.default_rng(perturb)
         disp = _Displacement(rng, 1e3 * perturb_amplitude, 1e3 * perturb_length)
 
+    # the random displacement acts on the dense marching vertices (junctions move with
+    # every chain they end), before the chains are resampled
+    max_disp = 0.0
+    if disp is not None:
+        used_v = np.unique(segs)
+        disp.fit(vmm[used_v])
+        margin = 2.0 * hf
+        for _ in range(20):
+            moved = vmm[used_v] + disp(vmm[used_v])
+            if (moved.min(0) >= margin).all() and (moved[:, 0].max() <= W_mm - margin) and (
+                moved[:, 1].max() <= H_mm - margin
+            ):
+                break
+            disp.scale *= 0.7
+        else:
+            disp.scale = 0.0
+        dv = disp(vmm)
+        max_disp = float(np.linalg.norm(dv[used_v], axis=1).max())
+        vmm = vmm + dv
+
     chain_pts = []
     chain_lr = []
     for path, s_first, fwd in chains:
@@ -580,22 +601,6 @@ def mesh_label_image(
         chain_pts.append((rp, closed, path[0], path[-1]))
         l_, r_ = seg_left[s_first], seg_right[s_first]
         chain_lr.append((l_, r_) if fwd else (r_, l_))
-    max_disp = 0.0
-    if disp is not None:
-        allp = np.concatenate([c[0] for c in chain_pts])
-        disp.fit(allp)
-        margin = 2.0 * hf
-        for _ in range(20):
-            moved = allp + disp(allp)
-            if (moved.min(0) >= margin).all() and (moved[:, 0].max() <= W_mm - margin) and (
-                moved[:, 1].max() <= H_mm - margin
-            ):
-                break
-            disp.scale *= 0.7
-        else:
-            disp.scale = 0.0
-        max_disp = float(np.linalg.norm(disp(allp), axis=1).max())
-        chain_pts = [(c[0] + disp(c[0]), c[1], c[2], c[3]) for c in chain_pts]
     allp = np.concatenate([c[0] for c in chain_pts])
     if allp[:, 0].min() <= 0 or allp[:, 1].min() <= 0 or allp[:, 0].max() >= W_mm or allp[:, 1].max() >= H_mm:
         raise MeshingError("brain does not fit inside the rectangle")
