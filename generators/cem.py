@@ -39,7 +39,8 @@ adjoint fields are cheap combinations of ``grad W`` on each cell.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -244,6 +245,10 @@ def p1_gradients(points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.
     return np.stack([g0, g1, g2], axis=1), 0.5 * det
 
 
+# PETSc objects are not thread-safe: one factorisation or solve at a time per process
+_PETSC_LOCK = threading.RLock()
+
+
 class _Factor:
     """Sparse SPD factorisation: MUMPS Cholesky via PETSc, SuperLU otherwise."""
 
@@ -251,28 +256,29 @@ class _Factor:
         self.n = A.shape[0]
         self.backend = None
         if backend in ("auto", "mumps"):
-            try:
-                from petsc4py import PETSc
+            with _PETSC_LOCK:
+                try:
+                    from petsc4py import PETSc
 
-                A = A.tocsr()
-                self._P = PETSc.Mat().createAIJ(
-                    size=A.shape, csr=(A.indptr.astype(PETSc.IntType), A.indices.astype(PETSc.IntType),
-                                       A.data), comm=PETSc.COMM_SELF)
-                self._P.setOption(PETSc.Mat.Option.SYMMETRIC, True)
-                self._P.assemble()
-                ksp = PETSc.KSP().create(PETSc.COMM_SELF)
-                ksp.setOperators(self._P)
-                ksp.setType("preonly")
-                pc = ksp.getPC()
-                pc.setType("cholesky")
-                pc.setFactorSolverType("mumps")
-                ksp.setUp()
-                self._ksp = ksp
-                self._F = pc.getFactorMatrix()
-                self.backend = "mumps-cholesky"
-            except Exception:
-                if backend == "mumps":
-                    raise
+                    A = A.tocsr()
+                    self._P = PETSc.Mat().createAIJ(
+                        size=A.shape, csr=(A.indptr.astype(PETSc.IntType), A.indices.astype(PETSc.IntType),
+                                           A.data), comm=PETSc.COMM_SELF)
+                    self._P.setOption(PETSc.Mat.Option.SYMMETRIC, True)
+                    self._P.assemble()
+                    ksp = PETSc.KSP().create(PETSc.COMM_SELF)
+                    ksp.setOperators(self._P)
+                    ksp.setType("preonly")
+                    pc = ksp.getPC()
+                    pc.setType("cholesky")
+                    pc.setFactorSolverType("mumps")
+                    ksp.setUp()
+                    self._ksp = ksp
+                    self._F = pc.getFactorMatrix()
+                    self.backend = "mumps-cholesky"
+                except Exception:
+                    if backend == "mumps":
+                        raise
         if self.backend is None:
             import scipy.sparse.linalg as spl
 
@@ -288,14 +294,15 @@ class _Factor:
             from petsc4py import PETSc
 
             k = B2.shape[1]
-            Bm = PETSc.Mat().createDense(size=(self.n, k), array=np.array(B2, order="F"), comm=PETSc.COMM_SELF)
-            Xm = PETSc.Mat().createDense(size=(self.n, k), comm=PETSc.COMM_SELF)
-            Bm.assemble()
-            Xm.assemble()
-            self._F.matSolve(Bm, Xm)
-            X = np.array(Xm.getDenseArray(), copy=True)
-            Bm.destroy()
-            Xm.destroy()
+            with _PETSC_LOCK:
+                Bm = PETSc.Mat().createDense(size=(self.n, k), array=np.array(B2, order="F"), comm=PETSc.COMM_SELF)
+                Xm = PETSc.Mat().createDense(size=(self.n, k), comm=PETSc.COMM_SELF)
+                Bm.assemble()
+                Xm.assemble()
+                self._F.matSolve(Bm, Xm)
+                X = np.array(Xm.getDenseArray(), copy=True)
+                Bm.destroy()
+                Xm.destroy()
         else:
             X = self._lu.solve(np.asarray(B2, order="F"))
         return X[:, 0] if one else X
@@ -305,7 +312,8 @@ class _Factor:
             obj = getattr(self, name, None)
             if obj is not None:
                 try:
-                    obj.destroy()
+                    with _PETSC_LOCK:
+                        obj.destroy()
                 except Exception:
                     pass
 
@@ -639,6 +647,14 @@ class CEMForward:
         from phantombench.generators.raster import cell_to_grid
 
         return cell_to_grid(np.asarray(cell_values), self.cell_index(grid))
+
+    def cells_to_grid_matrix(self, grid=None) -> sp.csr_matrix:
+        """Sparse (H*W, n_cells) 0/1 operator of :meth:`to_grid` (rows of pixels outside the
+        mesh are empty, i.e. give 0 instead of NaN)."""
+        g = self.grid if grid is None else grid
+        idx = self.cell_index(grid).ravel()
+        inside = np.flatnonzero(idx >= 0)
+        return sp.csr_matrix((np.ones(len(inside)), (inside, idx[inside])), shape=(g.H * g.W, self.n_cells))
 
     def grid_to_cells_matrix(self, grid=None) -> sp.csr_matrix:
         """Sparse (n_cells, H*W) averaging operator: each cell takes the mean of the pixels whose

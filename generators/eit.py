@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
 from phantombench.generators.cem import (CEMForward, CEMModel, Protocol, disk_grid, electrode_potentials,
                                          make_protocol)
-from phantombench.generators.eit_phantoms import FAMILIES, sample_phantom
+from phantombench.generators.eit_phantoms import sample_phantom
 from phantombench.meshes.disk import Electrodes, disk_mesh
 
 __all__ = ["EIT", "EITConfig", "CEMForward", "CEMModel", "Protocol", "electrode_potentials",

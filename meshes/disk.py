@@ -16,10 +16,10 @@ Mesh size
 ---------
 ``mesh_size`` (``h``) is the target edge length in the bulk and ``electrode_mesh_size``
 (``h_e``) the one at electrode ends, where the current density of the complete electrode model
-varies fastest; both are given relative to the radius. The size grows linearly with the distance
-``d`` to the nearest electrode end, ``h_e + (h - h_e) d / (grading R)``, capped at ``h`` (gmsh ``Distance`` + ``Threshold`` background
-field; point sizes and size extension from the boundary are off, so the interior really
-coarsens). Meshing uses gmsh's 2-D Delaunay algorithm without Laplacian smoothing: the fastest
+varies fastest; both are given relative to the radius. The size grows linearly with the
+distance ``d`` to the nearest electrode end, ``h_e + (h - h_e) d / (grading R)``, capped at ``h``
+(gmsh ``Distance`` + ``Threshold`` background field; point sizes and size extension from the
+boundary are off, so the interior really coarsens). Meshing uses gmsh's 2-D Delaunay algorithm without Laplacian smoothing: the fastest
 choice here (smoothing costs a third of the time for a minimum angle of ~33 instead of ~29 deg).
 
 Inclusions

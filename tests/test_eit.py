@@ -167,6 +167,13 @@ def test_ground_invariance(bump_model):
         assert np.abs(ADJ.measure(U) - ADJ.measure(Um)).max() < 1e-10 * scale
 
 
+def test_superlu_fallback_matches_mumps(bump_model):
+    m = bump_model
+    alt = CEMModel(m.mesh, m.z, backend="superlu").set_conductivity(m.sigma_cells)
+    assert m._fac.backend == "mumps-cholesky" and alt._fac.backend == "superlu"
+    assert np.abs(alt.Z - m.Z).max() < 1e-10 * np.abs(m.Z).max()
+
+
 # ----------------------------------------------------------------------------- pyEIT point electrodes
 def _pyeit_compare(h0: float, mesh_size: float, he: float):
     import pyeit.eit.protocol as pp
@@ -273,6 +280,8 @@ def test_grid_maps():
     back = fwd.from_grid(np.where(inside, X, np.nan))
     assert back.shape == (fwd.n_cells,) and np.abs(back - c[:, 0]).max() < 0.06
     assert np.allclose(fwd.from_grid(np.full((64, 64), 2.5)), 2.5)
+    P = fwd.cells_to_grid_matrix()
+    assert np.allclose((P @ c[:, 0]).reshape(64, 64)[inside], img[inside])
 
 
 # ----------------------------------------------------------------------------- generator
