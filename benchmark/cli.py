@@ -19,8 +19,8 @@ app = typer.Typer(
          "inspect, verify, show and export them.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -225,6 +225,9 @@ def presets(generator: Annotated[str | None, typer.Argument(help="Generator name
         for p in gen.presets:
             cfg = gen.config(p).model_dump(mode="json")
             out.print(f"  [cyan]{p}[/]: " + json.dumps(cfg), highlight=False, soft_wrap=True)
+
+
+from phantombench import cli_bench  # noqa: E402,F401  (registers evaluate/submit/leaderboard/... on app)
 
 
 def main() -> None:

@@ -119,6 +119,7 @@ def _run(plan, todo, out, workers, scheduler, progress, done0, n) -> int:
         client = Client(cluster)
     else:
         client = Client(scheduler, timeout="20s")
+        client.wait_for_workers(1, timeout=60)
     try:
         n_workers = len(client.scheduler_info()["workers"])
         futures = [client.submit(_task, *args, i, str(out), key=f"sample-{plan['seed']}-{i}", pure=False)

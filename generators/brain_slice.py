@@ -154,6 +154,7 @@ class BrainSlice(Generator):
         inclusions = []
         if n_inc:
             image, inclusions = _paint_inclusions(image, cfg, rng, n_inc)
+        if inclusions:
             mats[INCLUSION] = (float(rng.uniform(*cfg.inclusion_E)), cfg.inclusion_nu)
 
         if cfg.max_nominal_strain is not None:

@@ -185,6 +185,10 @@ def test_dask_scheduler_and_worker_give_identical_samples(tmp_path):
     worker = subprocess.Popen([str(dask), "worker", addr, "--nthreads", "1", "--nworkers", "2",
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
+        from dask.distributed import Client
+
+        with Client(addr, timeout="30s") as c:  # both worker processes registered before we generate
+            c.wait_for_workers(2, timeout=60)
         common = ["generate", "brain-slice", "--preset", "random", "--n", "4", "--seed", "5", "--quiet", *QUICK]
         r = cli(*common, "--out", str(tmp_path / "remote"), "--scheduler", addr)
         assert r.returncode == 0, r.stderr
