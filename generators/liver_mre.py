@@ -92,9 +92,9 @@ class LiverMREConfig(GeneratorConfig):
         "normal", description="plane_strain: driver motion along the skin normal or tangent (box: tangential "
                               "always, a shear wave)")
     driver_angle: Range = Field(
-        (100.0, 140.0), description="driver centre, angle about the cavity centre [deg]: 90 anterior midline, "
+        (105.0, 150.0), description="driver centre, angle about the cavity centre [deg]: 90 anterior midline, "
                                     "180 the patient's right side (over the liver)")
-    driver_width: Range = Field((0.08, 0.12), description="driver arc length range [m]")
+    driver_width: Range = Field((0.10, 0.16), description="driver arc length range [m] (a large passive pad)")
     n_phase_offsets: int = Field(8, ge=3, le=64, description="MRE phase offsets per period (wave images)")
     snr: float | None = Field(30.0, gt=0, description="amplitude SNR of the complex noise (None: no noise)")
     # ---------------------------------------------------------------- grid
@@ -136,7 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        n_phase_offsets=4, snr=30.0),
     "random": dict(geometry="abdomen", random_frequency=(30.0, 90.0), n_lesions=(0, 5),
                    fibrosis_probability=0.5, snr=20.0, lesion_radius=(0.004, 0.03),
-                   driver_angle=(80.0, 160.0), driver_width=(0.05, 0.15)),
+                   driver_angle=(80.0, 170.0), driver_width=(0.05, 0.18)),
 }
 
 

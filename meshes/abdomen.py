@@ -249,8 +249,8 @@ class AnatomyParams:
     lesion_aspect: tuple[float, float] = (0.7, 1.0)
     lesion_irregularity: float = 0.08
     clearance: float = 2.0
-    driver_angle_deg: tuple[float, float] = (100.0, 140.0)
-    driver_width: tuple[float, float] = (80.0, 120.0)
+    driver_angle_deg: tuple[float, float] = (105.0, 150.0)
+    driver_width: tuple[float, float] = (100.0, 160.0)
     deform: bool = True
 
 
@@ -537,6 +537,8 @@ def mesh_loops(loops: Sequence[Loop], regions: Sequence[tuple[int, int, Sequence
         for t, ls in lines_by_tag.items():
             gmsh.model.addPhysicalGroup(1, ls, tag=t)
         gmsh.option.setNumber("Mesh.Algorithm", algorithm)
+        # no Laplacian smoothing pass: ~35 % of the meshing time, min quality 0.73 -> 0.65 (mean 0.98 -> 0.97)
+        gmsh.option.setNumber("Mesh.Smoothing", 0)
         gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 1)
         gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 1)
         gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
