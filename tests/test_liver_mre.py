@@ -197,7 +197,9 @@ def test_power_balance_damped_box_against_analytic_power():
         assert abs(p["driver"] - p_in) / p_in < 0.01        # driver power = analytic, within 1 %
         assert abs(p["dissipated"] - (p_in - p_rad)) / (p_in - p_rad) < 0.01   # dissipated = analytic
         if absorbing:
-            assert abs(p["radiated"] - p_rad) / p_rad < 0.02
+            # |U|^2 four wavelengths from the driver: 2 x the amplitude error there (about 1 % at 10 ppw)
+            assert abs(p["radiated"] - p_rad) / p_rad < 0.03
+            assert abs(p["radiated"] - p_rad) / p_in < 0.01
         else:
             assert p["radiated"] == 0.0
 
@@ -283,6 +285,10 @@ def test_dime_liver_sample_schema_materials_noise_and_wave_images():
     i_max = np.unravel_index(np.nanargmax(np.abs(U)), U.shape)[0]
     rows = np.flatnonzero(mask.any(axis=1))
     assert i_max < 0.5 * (rows[0] + rows[-1])
+    # vertex values are the P2 nodal values: the driver vertices carry exactly the prescribed motion
+    on_driver = f["mesh_point_u_re"][:, 0] == cfg.driver_amplitude
+    assert on_driver.sum() >= 10 and np.all(f["mesh_point_u_im"][on_driver, 0] == 0.0)
+    assert a["driver"]["n_facets"] == on_driver.sum() - 1
     # deterministic per (seed, index)
     smp2 = gen.sample(cfg, sample_rng(7, 3), 3)
     assert np.array_equal(smp2.fields["u_noisy_re"], f["u_noisy_re"], equal_nan=True)
@@ -308,7 +314,8 @@ def test_random_anatomy_is_nested_and_varies():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset,over", [("mdev-liver", {}), ("dime-liver", {"model": "plane_strain"}),
-                                         ("random", {}), ("dime-liver", {"absorbing_boundary": True})])
+                                         ("random", {}), ("dime-liver", {"absorbing_boundary": True}),
+                                         ("dime-liver", {"model": "plane_strain", "absorbing_boundary": True})])
 def test_presets_full_size(preset, over):
     gen = LiverMRE()
     cfg = gen.config(preset, over)
@@ -319,4 +326,5 @@ def test_presets_full_size(preset, over):
     for pw in a["power_balance_W_per_m"]:
         assert abs(pw["balance_rel_error"]) < 1e-8
         assert pw["dissipated"] > 0
+        assert (pw["radiated"] > 0) == cfg.absorbing_boundary
     assert a["points_per_wavelength"]["achieved_min"] >= 0.95 * cfg.points_per_wavelength
