@@ -26,7 +26,6 @@ from threadpoolctl import threadpool_limits
 from phantombench.generators import waves
 from phantombench.generators.base import sample_rng
 from phantombench.generators.liver_mre import LiverMRE
-from phantombench.meshes import abdomen as ab
 
 
 def ours_end_to_end(cfg, seed, repeats):
