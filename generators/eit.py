@@ -2,8 +2,9 @@
 
 Per sample: draw a conductivity phantom -> cell conductivities on the data mesh -> CEM solve of
 every current pattern from one factorisation (:mod:`phantombench.generators.cem`) -> electrode
-potentials, measurements, homogeneous reference, dV and noisy dV -> sigma and the interior
-potential of every pattern on a grid over the disk, plus the mesh.
+potentials, measurements ``v``, homogeneous reference ``v_ref``, ``dv_clean`` and the noisy ``dv``
+-> ``sigma``, ``dsigma`` and the interior potential of every pattern on a grid over the disk,
+plus the mesh.
 
 Public API for solvers (re-exported here):
   * :class:`CEMForward` -- forward operator and adjoint Jacobian on a mesh of the solver's choosing;
@@ -77,14 +78,14 @@ class EITConfig(GeneratorConfig):
     smooth_amplitude: float = Field(0.3, ge=0, lt=1, description="random family: smooth background varies within "
                                     "[1/(1+a), 1+a] x background (half the samples)")
     # observation
-    snr_db: float | None = Field(20.0, description="SNR of the noisy dV [dB]; None = no noise")
+    snr_db: float | None = Field(20.0, description="SNR of the noisy dv [dB]; None = no noise")
     grid_size: int = Field(128, ge=16, le=1024, description="grid is grid_size x grid_size over [-R, R]^2")
     store_mesh: bool = Field(True, description="store the mesh, cell conductivity and nodal potentials")
     # numerics
     mesh_mode: Literal["conforming", "fixed"] = Field(
         "conforming", description="conforming: a mesh per sample whose edges follow the object boundaries "
                                   "(accurate); fixed: one data mesh per config, cut cells take the geometric "
-                                  "mean of the phantom (about 10x faster, dV errors of a few percent)")
+                                  "mean of the phantom (about 10x faster, dv errors of a few percent)")
     mesh_size: float = Field(0.04, gt=0, le=0.5, description="bulk mesh size / radius")
     electrode_mesh_size: float = Field(0.005, gt=0, le=0.5, description="mesh size at electrode ends / radius")
     mesh_grading: float = Field(0.3, gt=0, description="distance over which the size grows to mesh_size / radius")
@@ -219,16 +220,18 @@ class EIT(Generator):
         s = {
             "electrode_potentials": FieldSpec((P, L), "float64", "V", "electrode potentials U of every current "
                                               "pattern (rows sum to zero)"),
-            "measurements": FieldSpec((M,), "float64", "V", "measurements under the protocol"),
+            "v": FieldSpec((M,), "float64", "V", "measurements under the protocol (noise-free)"),
             "reference_electrode_potentials": FieldSpec((P, L), "float64", "V", "U of the homogeneous reference "
                                                         "(sigma = background)"),
-            "reference_measurements": FieldSpec((M,), "float64", "V", "measurements of the homogeneous reference"),
-            "dV": FieldSpec((M,), "float64", "V", "measurements - reference_measurements (noise-free)"),
-            "dV_noisy": FieldSpec((M,), "float64", "V", "dV plus Gaussian noise at snr_db (see card)"
-                                  if cfg.snr_db is not None else "dV (snr_db is None: no noise)"),
+            "v_ref": FieldSpec((M,), "float64", "V", "measurements of the homogeneous reference"),
+            "dv_clean": FieldSpec((M,), "float64", "V", "v - v_ref (noise-free)"),
+            "dv": FieldSpec((M,), "float64", "V", "dv_clean plus Gaussian noise at snr_db (see card)"
+                            if cfg.snr_db is not None else "dv_clean (snr_db is None: no noise)"),
             "currents": FieldSpec((P, L), "float64", "A", "current into each electrode per pattern"),
             "sigma": FieldSpec((n, n), "float64", "S/m", "conductivity at pixel centres (exact phantom), NaN "
                                "outside the mask"),
+            "dsigma": FieldSpec((n, n), "float64", "S/m", "sigma - background (the change that difference "
+                                "imaging recovers), NaN outside the mask"),
             "mask": FieldSpec((n, n), "bool", "", "pixel centre inside the meshed disk"),
             "potential": FieldSpec((P, n, n), "float32", "V", "interior potential of every pattern (Sibson "
                                    "interpolation of the nodal FE solution), NaN outside the mask"),
@@ -302,13 +305,14 @@ class EIT(Generator):
         T["raster_s"] = time.perf_counter() - t4
         fields: dict[str, np.ndarray] = {
             "electrode_potentials": U,
-            "measurements": meas,
+            "v": meas,
             "reference_electrode_potentials": np.array(U_ref, copy=True),
-            "reference_measurements": meas_ref,
-            "dV": dV,
-            "dV_noisy": dV_noisy,
+            "v_ref": meas_ref,
+            "dv_clean": dV,
+            "dv": dV_noisy,
             "currents": prot.currents.copy(),
             "sigma": sigma,
+            "dsigma": sigma - cfg.background,
             "mask": mask,
             "potential": pot.astype(np.float32),
         }
@@ -323,7 +327,7 @@ class EIT(Generator):
         attrs = {
             "phantom": {"family": cfg.phantom, **ph.as_dict()},
             "noise_std_V": noise_std,
-            "dV_rms_V": rms,
+            "dv_rms_V": rms,
             "snr_db": cfg.snr_db,
             "n_nodes": int(mesh.n_points),
             "n_cells": int(mesh.n_cells),
@@ -345,9 +349,10 @@ class EIT(Generator):
                   if cfg.electrode_angles is None else
                   f"{e.n} electrodes at user-given centre angles and widths (coverage {e.coverage:.0%}); array "
                   "index 0 is electrode 1")
-        snr = ("no noise (dV_noisy = dV)" if cfg.snr_db is None else
-               f"dV_noisy = dV + n, n ~ N(0, s^2) i.i.d. per measurement, s = rms(dV) * 10^(-SNR/20) with "
-               f"SNR = {cfg.snr_db:g} dB and rms over the sample's measurements (so SNR = 20 log10(rms(dV) / s))")
+        snr = ("no noise (dv = dv_clean)" if cfg.snr_db is None else
+               f"dv = dv_clean + n, n ~ N(0, s^2) i.i.d. per measurement, s = rms(dv_clean) * 10^(-SNR/20) "
+               f"with SNR = {cfg.snr_db:g} dB and the rms over the sample's measurements (so SNR = "
+               f"20 log10(rms(dv_clean) / s)); the sample attributes record s (noise_std_V)")
         return CARD.format(radius=cfg.radius, layout=layout, zs=zs, protocol=prot.name,
                            protocol_desc=prot.description, P=prot.n_patterns, M=prot.n_measurements, snr=snr,
                            phantom=cfg.phantom, background=cfg.background, osig=cfg.object_sigma,
@@ -379,11 +384,13 @@ injection matrix in every sample.
 
 ## Fields
 
-- `electrode_potentials` (patterns x L), `measurements`, their homogeneous reference
-  (sigma = {background:g} S/m everywhere, same mesh), `dV` = measurements - reference.
+- `electrode_potentials` (patterns x L) and `v` (measurements), their homogeneous reference
+  `reference_electrode_potentials`, `v_ref` (sigma = {background:g} S/m everywhere, same mesh),
+  `dv_clean` = v - v_ref and the observed `dv`.
 - Noise: {snr}.
 - `sigma`: the exact phantom at the centres of a {n} x {n} grid tiling [-R, R]^2 (row 0 at the top,
-  largest y); `mask`: pixel centre inside the meshed disk; NaN outside.
+  largest y); `dsigma` = sigma - {background:g} S/m; `mask`: pixel centre inside the meshed disk;
+  NaN outside.
 - `potential`: interior potential of every pattern on the same grid, exact natural-neighbour
   (Sibson) interpolation of the nodal FE values (the stage-1 target of P3).
 - `mesh_*`: the data mesh (vertices, triangles), the conductivity per triangle the FEM used and

@@ -32,9 +32,9 @@ def best(fn, repeats: int) -> tuple[float, object]:
 
 def row(name: str, ours: float, peer: float | None, goal: str, extra: str = "") -> None:
     if peer is None:
-        print(f"{name:<44} {ours * 1e3:>10.1f} ms {'':>12} {'':>8}  goal {goal}  {extra}")
+        print(f"{name:<52} {ours * 1e3:>10.1f} ms {'':>12} {'':>8}  goal {goal}  {extra}")
     else:
-        print(f"{name:<44} {ours * 1e3:>10.1f} ms {peer * 1e3:>10.1f} ms {peer / ours:>7.1f}x  goal {goal}  {extra}")
+        print(f"{name:<52} {ours * 1e3:>10.1f} ms {peer * 1e3:>10.1f} ms {peer / ours:>7.1f}x  goal {goal}  {extra}")
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
     # warm-up: imports, form compilation cache, gmsh initialisation
     CEMModel(disk_mesh(layout, 0.2, 0.05), 0.01).set_conductivity(1.0)
 
-    print(f"{'':<44} {'phantombench':>13} {'pyEIT':>13} {'ratio':>8}")
+    print(f"{'':<52} {'phantombench':>13} {'pyEIT':>13} {'ratio':>8}")
     # ---------------------------------------------------------------- mesh generation
     t_mesh, mesh = best(lambda: disk_mesh(layout, 0.04, 0.005, grading=0.3), R)
     t_pmesh, pmesh = best(lambda: pm.create(L, h0=0.02), args.mesh_repeats)
@@ -108,7 +108,7 @@ def main() -> None:
             if times[-1] == min(times):
                 parts = smp.attrs["timings"]
         P = smp.fields["potential"].shape[0]
-        label = f"one sample: {preset}, {mode} ({P} potential{'s' if P > 1 else ''})"
+        label = f"sample {preset} {mode} ({P} pot.)"
         extra = " ".join(f"{k[:-2]}={v * 1e3:.0f}ms" for k, v in parts.items() if k != "total_s")
         if mode == "fixed":
             extra = f"first sample (mesh, raster weights, reference) {cold * 1e3:.0f} ms; " + extra

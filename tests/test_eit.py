@@ -298,14 +298,15 @@ def test_sample_fields(preset):
         assert all(a == b for a, b in zip(f[k].shape, spec.shape) if isinstance(b, int)), k
     U = f["electrode_potentials"]
     assert np.abs(U.sum(axis=1)).max() < 1e-12 * np.abs(U).max()
-    assert np.allclose(f["dV"], f["measurements"] - f["reference_measurements"], rtol=0, atol=1e-15)
-    noise = f["dV_noisy"] - f["dV"]
-    assert np.isclose(s.attrs["noise_std_V"], np.sqrt(np.mean(f["dV"] ** 2)) * 10 ** (-cfg.snr_db / 20))
+    assert np.allclose(f["dv_clean"], f["v"] - f["v_ref"], rtol=0, atol=1e-15)
+    noise = f["dv"] - f["dv_clean"]
+    assert np.isclose(s.attrs["noise_std_V"], np.sqrt(np.mean(f["dv_clean"] ** 2)) * 10 ** (-cfg.snr_db / 20))
     assert 0.3 < np.std(noise) / s.attrs["noise_std_V"] < 2.0
     m = f["mask"]
     assert 0.75 < m.mean() < 0.79  # pi/4 of the square
     sig = f["sigma"][m]
     assert np.all(np.isfinite(sig)) and np.all(np.isnan(f["sigma"][~m]))
+    assert np.array_equal(f["dsigma"], f["sigma"] - cfg.background, equal_nan=True)
     if preset.startswith("cnn"):
         assert sig.min() == 1.0 and 2.0 <= sig.max() <= 6.0
         assert len(s.attrs["phantom"]["objects"]) == (1 if preset.endswith("1") else 2)
@@ -346,7 +347,7 @@ def test_conforming_and_fixed_meshes_agree():
         cfg = g.config("cnn-pinn-case2", {"mesh_mode": mode, "snr_db": None})
         out[mode] = g.sample(cfg, sample_rng(11, 4), 4)
     a, b = out["fixed"].fields, out["conforming"].fields
-    err = np.linalg.norm(a["dV"] - b["dV"]) / np.linalg.norm(b["dV"])
+    err = np.linalg.norm(a["dv"] - b["dv"]) / np.linalg.norm(b["dv"])
     print(f"fixed vs conforming mesh: relative dV difference {err:.3f}")
     assert 1e-4 < err < 0.06
     assert np.array_equal(a["sigma"], b["sigma"], equal_nan=True)
@@ -357,8 +358,8 @@ def test_forward_operator_matches_dataset_protocol():
     cfg = g.config("random")
     fwd = forward_operator(cfg, mesh_size=0.1)
     s = g.sample(cfg, sample_rng(0, 1), 1)
-    assert fwd.n_measurements == s.fields["measurements"].shape[0] == 208
+    assert fwd.n_measurements == s.fields["dv"].shape[0] == 208
     # the coarse operator on the dataset's homogeneous background reproduces the reference closely
     v0 = fwd.forward(np.full(fwd.n_cells, cfg.background))
-    r = s.fields["reference_measurements"]
+    r = s.fields["v_ref"]
     assert np.linalg.norm(v0 - r) < 1e-2 * np.linalg.norm(r)
