@@ -73,8 +73,10 @@ class Shape:
         return float(np.hypot(v[:, 0] - self.centre[0], v[:, 1] - self.centre[1]).max())
 
     def polygon(self, spacing: float) -> np.ndarray:
-        """Boundary as a counter-clockwise polygon (vertices on the exact curve; edge length
-        about ``spacing``, at least 16 vertices for curves)."""
+        """Boundary as a counter-clockwise polygon for conforming meshes: edge length about
+        ``spacing``, at least 24 vertices for curves, whose vertices sit on the curve scaled by
+        ``sqrt(2 pi / (n sin(2 pi / n)))`` about the centre, so that the polygon has exactly the
+        area (and centroid) of the circle or ellipse it stands for."""
         if self.kind == "polygon":
             v = np.asarray(self.vertices, dtype=np.float64)
             return v if _signed_area(v) > 0 else v[::-1]
@@ -83,9 +85,10 @@ class Shape:
         else:
             a, b = self.axes
         perim = np.pi * (3 * (a + b) - np.sqrt((3 * a + b) * (a + 3 * b)))  # Ramanujan
-        n = max(16, int(np.ceil(perim / spacing)))
+        n = max(24, int(np.ceil(perim / spacing)))
         t = 2 * np.pi * np.arange(n) / n
-        u, v = a * np.cos(t), b * np.sin(t)
+        k = np.sqrt(2 * np.pi / (n * np.sin(2 * np.pi / n)))
+        u, v = k * a * np.cos(t), k * b * np.sin(t)
         c, s = np.cos(self.angle), np.sin(self.angle)
         return np.column_stack([self.centre[0] + u * c - v * s, self.centre[1] + u * s + v * c])
 

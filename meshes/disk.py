@@ -258,13 +258,20 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
             raise ValueError("inclusion polygons must lie strictly inside the disk")
 
     with _GMSH_LOCK:
-        if not gmsh.isInitialized():  # stays initialised: re-initialising costs more than a mesh
-            gmsh.initialize(interruptible=False)
+        if not gmsh.isInitialized():
+            gmsh.initialize(readConfigFiles=False, interruptible=False)
+        # Start from default options every time: gmsh keeps state between models (e.g. the
+        # bounding-box size of the previous model, which scales geometric tolerances), which
+        # made a process's first mesh differ in round-off from later ones with the same input.
+        gmsh.option.restoreDefaults()
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.option.setNumber("General.Verbosity", 0)
         name = "phantombench_disk"
         gmsh.model.add(name)
         try:
+            for k, v in (("Algorithm", 5), ("MeshSizeExtendFromBoundary", 0), ("MeshSizeFromPoints", 0),
+                         ("MeshSizeFromCurvature", 0), ("Optimize", 0), ("Smoothing", 0), ("RandomSeed", 1)):
+                gmsh.option.setNumber("Mesh." + k, v)
             geo = gmsh.model.geo
             c0 = geo.addPoint(0.0, 0.0, 0.0, h)
             ptags = [geo.addPoint(R * np.cos(t), R * np.sin(t), 0.0, h) for t, _, _ in bpts]
@@ -279,9 +286,6 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
             s_bg = geo.addPlaneSurface([outer] + loops)
             s_inc = [geo.addPlaneSurface([lp]) for lp in loops]
             geo.synchronize()
-            for k, v in (("Algorithm", 5), ("MeshSizeExtendFromBoundary", 0), ("MeshSizeFromPoints", 0),
-                         ("MeshSizeFromCurvature", 0), ("Optimize", 0), ("Smoothing", 0), ("RandomSeed", 1)):
-                gmsh.option.setNumber("Mesh." + k, v)
             fld = gmsh.model.mesh.field
             end_tags = [ptags[i] for i, (_, _, kind) in enumerate(bpts) if kind in (0, 1)]
             fd = fld.add("Distance")

@@ -270,6 +270,16 @@ def test_mesh_electrodes_and_layouts():
         Electrodes((0.0, 0.1), (0.2, 0.2))
 
 
+def test_mesh_does_not_depend_on_gmsh_history():
+    """Samples are regenerated in other processes: a mesh must not depend on what gmsh meshed before."""
+    th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    poly = np.column_stack([0.31 + 0.17 * np.cos(th), -0.12 + 0.17 * np.sin(th)])
+    a = disk_mesh(LAYOUT, 0.08, 0.02, inclusions=[poly])
+    disk_mesh(Electrodes.evenly_spaced(32, 0.3, radius=2.5), 0.1, 0.03, inclusions=[2 * poly])
+    b = disk_mesh(LAYOUT, 0.08, 0.02, inclusions=[poly])
+    assert np.array_equal(a.cells, b.cells) and np.array_equal(a.points, b.points)
+
+
 def test_grid_maps():
     fwd = CEMForward(mesh_size=0.1, grid_shape=(64, 64))
     c = fwd.cell_centroids
@@ -338,6 +348,31 @@ def test_sample_fields(preset):
     s2 = g.sample(cfg, sample_rng(3, 0), 0)
     for k in f:
         assert np.array_equal(f[k], s2.fields[k], equal_nan=True), k
+
+
+def test_phantom_polygons_and_families():
+    from phantombench.generators.eit_phantoms import Shape, sample_phantom
+
+    for sh in (Shape("circle", 3.0, centre=(0.2, -0.1), radius=0.15),
+               Shape("ellipse", 0.5, centre=(-0.3, 0.2), axes=(0.25, 0.1), angle=0.7)):
+        poly = sh.polygon(0.04)
+        x, y = poly[:, 0], poly[:, 1]
+        area = 0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)
+        exact = np.pi * (sh.radius ** 2 if sh.kind == "circle" else sh.axes[0] * sh.axes[1])
+        assert abs(area - exact) < 1e-12 and area > 0
+    rng = np.random.default_rng(0)
+    for fam, n in (("one-circle", 1), ("two-circles", 2), ("circle-triangle", 2)):
+        for _ in range(20):
+            ph = sample_phantom(fam, rng)
+            assert len(ph.shapes) == n and all(2.0 <= s.sigma <= 6.0 for s in ph.shapes)
+            for s in ph.shapes:  # inside the disk with the margin
+                assert np.hypot(*s.centre) + s.bounding_radius() <= 0.95 + 1e-12
+            if n == 2:
+                a, b = ph.shapes
+                gap = np.hypot(a.centre[0] - b.centre[0], a.centre[1] - b.centre[1])
+                assert gap >= a.bounding_radius() + b.bounding_radius() + 0.05 - 1e-12
+    contrasts = [s.sigma for _ in range(40) for s in sample_phantom("random", rng).shapes]
+    assert min(contrasts) < 1.0 < max(contrasts)  # resistive and conductive objects
 
 
 def test_conforming_and_fixed_meshes_agree():
