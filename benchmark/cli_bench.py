@@ -20,11 +20,13 @@ def _solver_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*a, **k):
+        from phantombench.evaluate import EvaluationError
         from phantombench.solvers.base import SolverError
+        from phantombench.tasks import TaskError
 
         try:
             return fn(*a, **k)
-        except SolverError as e:
+        except (SolverError, EvaluationError, TaskError) as e:
             raise CliError(str(e)) from None
     return wrapper
 
@@ -138,10 +140,11 @@ def evaluate(
     params = _parse_sets(param)
     kw = dict(split=split, params=params, device=device, seed=seed, isolate=not in_process, timeout_s=timeout,
               time_limit_s=time_limit, train_dataset=train_dataset, limit=limit)
-    if quiet:
+    if quiet or not err.is_terminal:
         ev = ev_mod.evaluate(solver, t, dataset, **kw)
     else:
         with _progress() as prog:
+            prog.live.transient = True  # the summary below replaces the bar
             bar = prog.add_task(f"{solver} on {dataset.name}", total=None)
             ev = ev_mod.evaluate(solver, t, dataset, **kw,
                                  progress=lambda d, n, c: prog.update(bar, completed=d, total=n))

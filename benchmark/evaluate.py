@@ -47,6 +47,10 @@ class CaseFailure(Exception):
     """One case failed; ``str(e)`` is the one-line reason."""
 
 
+class EvaluationError(RuntimeError):
+    """The solver could not be started or fitted: no case can run (``str(e)`` is one line)."""
+
+
 class HostDead(CaseFailure):
     """The solver process is gone (killed at its time limit or crashed): restart before the next case."""
 
@@ -57,6 +61,10 @@ def _one_line(msg: str) -> str:
 
 
 def _exc_line(e: BaseException) -> str:
+    from phantombench.solvers.base import SolverError
+
+    if isinstance(e, SolverError):
+        return _one_line(str(e))
     tb = traceback.extract_tb(e.__traceback__)
     where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
     return _one_line(f"{type(e).__name__}: {e}{where}")
@@ -394,8 +402,8 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
     try:
         info = start_and_fit()
     except CaseFailure as e:
-        fatal = str(e)
         host.kill()
+        raise EvaluationError(_one_line(str(e))) from None
 
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []

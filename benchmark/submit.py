@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from phantombench.evaluate import Evaluation, evaluate
+from phantombench.evaluate import Evaluation, EvaluationError, evaluate
 from phantombench.official import DEFAULT_ROOT, ensure, official
 
 
@@ -41,9 +41,12 @@ def submit(solver: str, task: str, *, board: str | Path = "leaderboard", data_ro
         for k, (od, ds) in enumerate(datasets):
             cb = (lambda d, t, _c, _k=od.key: progress(_k, d, t)) if progress else None
             rest = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-            ev = evaluate(solver, task, ds, od.split, params=params, device=device, seed=seed,
-                          out_dir=Path(tmp) / f"{k}", isolate=True, strict=True, timeout_s=timeout_s,
-                          time_limit_s=rest, progress=cb)
+            try:
+                ev = evaluate(solver, task, ds, od.split, params=params, device=device, seed=seed,
+                              out_dir=Path(tmp) / f"{k}", isolate=True, strict=True, timeout_s=timeout_s,
+                              time_limit_s=rest, progress=cb)
+            except EvaluationError as e:
+                raise SubmitError(f"rejected: {solver} on {od.key}: {e}") from None
             rec = ev.record
             if ev.failed:
                 f = ev.failed[0]

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import json
+
 import numpy as np
 
 from phantombench import metrics as M
@@ -29,14 +31,19 @@ Direction = Literal["lower", "higher"]
 
 @dataclass(frozen=True)
 class Observed:
-    """One entry of the observation dict."""
+    """One entry of the observation dict.
+
+    ``source``: ``field`` (a sample array), ``attr`` (a per-sample attribute), ``config`` (a key of the dataset's
+    resolved generator config; ``*`` = the whole config, which describes the acquisition -- electrodes,
+    protocol, grid -- and holds no per-sample truth) or ``fn`` (``fn(group, attrs, config)`` computes it)."""
 
     name: str
-    source: Literal["field", "attr", "config"]
+    source: Literal["field", "attr", "config", "fn"]
     key: str                    # field name, attribute name or config key in the dataset
     unit: str
     description: str
     optional: bool = False      # absent in some datasets (the entry is then left out)
+    fn: Callable[[Any, dict, dict], Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ class Task:
     main_metric: str
     truth_fields: tuple[str, ...]            # dataset fields the harness reads as ground truth
     mask_field: str | None = "mask"          # evaluation mask (a dataset field); None = every pixel
+    # optional: build the truth from the sample group, attributes and config instead of reading truth_fields
+    # as they are (e.g. pick one frequency); must return every prediction name (+ any extra keys for metrics)
+    make_truth: Callable[[Any, dict, dict], dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    # optional: turn an accepted alternative prediction into the declared one (e.g. absolute -> difference)
+    adapt_prediction: Callable[[dict, dict], dict] | None = field(default=None, repr=False)
     max_time_budget_s: float = 1800.0        # the most a solver may declare per case
     headline: tuple[str, ...] = ()           # metrics shown in README tables and charts (default: all)
     notes: str = ""
@@ -149,6 +161,15 @@ class Task:
                     raise TaskError(f"sample {i} lacks attribute {o.key!r}")
                 v = attrs[o.key]
                 obs[o.name] = np.asarray(v, dtype=np.float64) if isinstance(v, list) else v
+            elif o.source == "fn":
+                try:
+                    obs[o.name] = o.fn(g, attrs, ds.manifest.get("config", {}))
+                except KeyError:
+                    if o.optional:
+                        continue
+                    raise
+            elif o.key == "*":
+                obs[o.name] = json.loads(json.dumps(ds.manifest.get("config", {})))
             else:
                 cfg = ds.manifest.get("config", {})
                 if o.key not in cfg:
@@ -162,7 +183,10 @@ class Task:
     def truth(self, ds, i: int, group=None) -> dict[str, np.ndarray]:
         """Ground truth of sample ``i`` plus the evaluation mask (``_mask``); never shown to a solver."""
         g = group if group is not None else ds.group(i)
-        t = {k: np.asarray(g[k][...]) for k in self.truth_fields}
+        if self.make_truth is not None:
+            t = self.make_truth(g, ds.attrs(i), ds.manifest.get("config", {}))
+        else:
+            t = {k: np.asarray(g[k][...]) for k in self.truth_fields}
         ref = t[self.predictions[0].name]
         t["_mask"] = (np.asarray(g[self.mask_field][...], bool) if self.mask_field
                       else np.ones(ref.shape, bool))
@@ -184,6 +208,8 @@ class Task:
         """
         if not isinstance(pred, dict):
             return {}, f"solve() returned {type(pred).__name__}, expected a dict of arrays"
+        if self.adapt_prediction is not None:
+            pred = self.adapt_prediction(pred, truth)
         missing = [p.name for p in self.predictions if p.name not in pred]
         if missing:
             return {}, f"prediction lacks field(s) {', '.join(missing)} (must return {self.prediction_names})"
@@ -299,91 +325,142 @@ BRAIN = Task(
 
 
 # ============================================================================================ MRE
-def _lesion_truth(ds, i, t):
-    # labels: the liver-mre generator marks lesions with LESION_LABELS; reference = liver parenchyma
-    lab = t.get("labels")
-    if lab is None:
-        return {}
-    return {"_lesion": np.isin(lab, MRE_LESION_LABELS) & t["_mask"],
-            "_reference": np.isin(lab, MRE_REFERENCE_LABELS) & t["_mask"]}
+MRE_REFERENCE_FREQUENCY_HZ = 60.0
+MRE_LIVER, MRE_LESION = 4, 6          # liver-mre labels (meshes/abdomen.py): parenchyma, lesion
 
 
-MRE_REFERENCE_LABELS = (1,)
-MRE_LESION_LABELS = (2,)
+def _mre_spacing(g, attrs, cfg):
+    grid = attrs["grid"]
+    return np.array([grid["dy"], grid["dx"]], dtype=np.float64)
+
+
+def _mre_u(g, attrs, cfg):
+    return (np.asarray(g["u_noisy_re"][...], np.float64) + 1j * np.asarray(g["u_noisy_im"][...], np.float64))
+
+
+def _mre_truth(g, attrs, cfg):
+    freqs = np.asarray(g["frequencies"][...], np.float64)
+    j = int(np.argmin(np.abs(freqs - MRE_REFERENCE_FREQUENCY_HZ)))
+    labels = np.asarray(g["labels"][...])
+    return {"abs_G": np.asarray(g["g_abs"][j], np.float64), "phi": np.asarray(g["phase_angle"][j], np.float64),
+            "labels": labels, "_lesion": labels == MRE_LESION, "_reference": labels == MRE_LIVER,
+            "_frequency": np.float64(freqs[j])}
 
 
 def _mre_metrics() -> tuple[Metric, ...]:
     def lce(p, t):
-        if "_lesion" not in t:
-            return float("nan")
-        return M.lesion_contrast_error(p["abs_G"], t["abs_G"], t["_lesion"], t["_reference"])
+        return M.lesion_contrast_error(p["abs_G"], t["abs_G"], t["_lesion"] & t["_mask"],
+                                       t["_reference"] & t["_mask"])
+
+    def mae_phi(p, t):
+        m = t["_mask"]
+        return float(np.mean(np.abs(p["phi"] - t["phi"])[m])) if m.any() else float("nan")
 
     return (
-        Metric("MARE_absG", "lower", "%", "mean absolute relative error of |G*|", _region(M.mare, "abs_G", None)),
-        Metric("CC_absG", "higher", "", "Pearson r of |G*|", _region(M.pearson, "abs_G", None)),
-        Metric("R2_absG", "higher", "", "R^2 of |G*|", _region(M.r2, "abs_G", None)),
-        Metric("RIE_absG", "lower", "", "relative image error of |G*|", _region(M.rie, "abs_G", None)),
-        Metric("LCE_absG", "lower", "%", "lesion contrast error of |G*| (NaN without a lesion)", lce),
-        Metric("MAE_phi", "lower", "rad", "mean absolute error of the phase angle phi",
-               lambda p, t: float(np.mean(np.abs(p["phi"] - t["phi"])[t["_mask"]]))),
+        Metric("MARE_absG", "lower", "%", "mean absolute relative error of |G*| over the liver",
+               _region(M.mare, "abs_G", None)),
+        Metric("CC_absG", "higher", "", "Pearson r of |G*| over the liver", _region(M.pearson, "abs_G", None)),
+        Metric("R2_absG", "higher", "", "R^2 of |G*| over the liver", _region(M.r2, "abs_G", None)),
+        Metric("RIE_absG", "lower", "", "relative image error of |G*| over the liver", _region(M.rie, "abs_G", None)),
+        Metric("SSIM_absG", "higher", "", "SSIM of |G*| (liver mask, data range of the truth)",
+               _region(M.ssim, "abs_G", None)),
+        Metric("LCE_absG", "lower", "%", "lesion contrast error of |G*|: lesions against liver parenchyma "
+                                         "(NaN without a lesion)", lce),
+        Metric("MAE_phi", "lower", "rad", "mean absolute error of the phase angle phi over the liver", mae_phi),
     )
 
 
 MRE = Task(
     name="mre",
     version="1",
-    description="MR elastography of a liver phantom (P2): from complex time-harmonic displacement fields at one or "
-                "more frequencies, recover the shear-modulus magnitude |G*| and phase angle phi.",
+    description="MR elastography of a liver phantom (P2): from the complex first-harmonic displacement at one or "
+                "more drive frequencies, recover the shear-modulus magnitude |G*| and phase angle phi at 60 Hz "
+                "(the frequency nearest 60 Hz for single-frequency data), scored over the liver.",
     generators=("liver-mre",),
     observations=(
-        Observed("u", "field", "u", "m", "complex displacement (n_freq, n_comp, H, W), first temporal harmonic"),
-        Observed("frequencies", "attr", "frequencies_Hz", "Hz", "drive frequencies (n_freq,)"),
-        Observed("spacing", "attr", "grid_spacing_m", "m", "(dy, dx) pixel spacing"),
-        Observed("density", "attr", "density_kg_m3", "kg/m^3", "mass density"),
-        Observed("mask", "field", "mask", "", "pixel inside the tissue"),
+        Observed("u", "fn", "u_noisy_re", "m", "complex displacement (F, C, H, W): observed first temporal "
+                 "harmonic per frequency and component (u_noisy_re + i u_noisy_im); NaN outside the body",
+                 fn=_mre_u),
+        Observed("frequencies", "field", "frequencies", "Hz", "drive frequency of each field (F,)"),
+        Observed("spacing", "fn", "grid", "m", "(dy, dx) pixel spacing", fn=_mre_spacing),
+        Observed("density", "config", "rho", "kg/m^3", "mass density of the tissue"),
+        Observed("mask", "field", "mask", "", "pixel centre inside the body"),
+        Observed("liver_mask", "field", "liver_mask", "", "pixel centre inside the liver outline (the scored "
+                 "region)"),
     ),
     predictions=(
-        Predicted("abs_G", "Pa", "|G*| map (H, W)", lower=0.0, upper=1e7, scale_check=True),
-        Predicted("phi", "rad", "phase angle of G* map (H, W), in [0, pi/2]", lower=-np.pi, upper=np.pi),
+        Predicted("abs_G", "Pa", "|G*| map (H, W) at the reference frequency", lower=0.0, upper=1e7,
+                  scale_check=True),
+        Predicted("phi", "rad", "phase angle of G* (H, W), atan2(G'', G')", lower=-np.pi, upper=np.pi),
     ),
     metrics=_mre_metrics(),
     main_metric="MARE_absG",
     headline=("MARE_absG", "CC_absG", "R2_absG", "RIE_absG", "LCE_absG"),
-    truth_fields=("abs_G", "phi", "labels"),
-    extra_truth=_lesion_truth,
+    truth_fields=("g_abs", "phase_angle", "labels", "frequencies"),
+    mask_field="liver_mask",
+    make_truth=_mre_truth,
     max_time_budget_s=600.0,
+    notes="Scored over liver_mask (parenchyma, vessels and lesions). Lesion contrast: label 6 against label 4.",
 )
 
 
 # ============================================================================================ EIT
+def _eit_truth(g, attrs, cfg):
+    return {"dsigma": np.asarray(g["dsigma"][...], np.float64)}
+
+
+def _eit_adapt(pred: dict, truth: dict) -> dict:
+    """Accept an absolute image ``sigma`` in place of ``dsigma`` (background subtracted by the harness)."""
+    if "dsigma" not in pred and "sigma" in pred and "_background" in truth:
+        pred = dict(pred)
+        pred["dsigma"] = np.asarray(pred["sigma"], dtype=np.float64) - float(truth["_background"])
+    return pred
+
+
 def _eit_metrics() -> tuple[Metric, ...]:
     return (
-        Metric("SSIM", "higher", "", "SSIM of the conductivity change (data range of the truth)",
-               _region(M.ssim, "dsigma", None)),
-        Metric("CC", "higher", "", "Pearson correlation coefficient", _region(M.pearson, "dsigma", None)),
-        Metric("RIE", "lower", "", "relative image error ||p - g|| / ||g||", _region(M.rie, "dsigma", None)),
+        Metric("SSIM", "higher", "", "SSIM of the conductivity change on the disk (data range of the truth, 7x7 "
+                                     "uniform window, 0 outside the disk)", _region(M.ssim, "dsigma", None)),
+        Metric("CC", "higher", "", "Pearson correlation coefficient of the conductivity change",
+               _region(M.pearson, "dsigma", None)),
+        Metric("RIE", "lower", "", "relative image error ||p - g|| / ||g|| of the conductivity change",
+               _region(M.rie, "dsigma", None)),
     )
+
+
+def _eit_truth_with_background(g, attrs, cfg):
+    t = _eit_truth(g, attrs, cfg)
+    t["_background"] = np.float64(cfg.get("background", 1.0))
+    return t
 
 
 EIT = Task(
     name="eit",
     version="1",
-    description="Electrical impedance tomography on the unit disk (P3): from boundary voltage differences under "
-                "the complete electrode model, recover the conductivity change on the task grid (difference imaging).",
+    description="Electrical impedance tomography on a disk with the complete electrode model (P3): from noisy "
+                "boundary voltage differences, recover the conductivity change sigma - background on the task "
+                "grid (difference imaging; an absolute image 'sigma' is accepted and the background subtracted).",
     generators=("eit",),
     observations=(
-        Observed("dv", "field", "dv", "V", "voltage differences (n_meas,), noisy"),
-        Observed("v_ref", "field", "v_ref", "V", "reference (homogeneous) voltages (n_meas,)", optional=True),
-        Observed("mask", "field", "mask", "", "pixel inside the disk"),
+        Observed("dv", "field", "dv", "V", "voltage differences v - v_ref under the protocol, with noise (M,)"),
+        Observed("v_ref", "field", "v_ref", "V", "measurements of the homogeneous reference (M,)"),
+        Observed("currents", "field", "currents", "A", "current into each electrode per pattern (P, L)"),
+        Observed("noise_std", "attr", "noise_std_V", "V", "std of the Gaussian noise on dv (0 when noise-free)",
+                 optional=True),
+        Observed("snr_db", "attr", "snr_db", "dB", "SNR of dv (None when noise-free)", optional=True),
+        Observed("config", "config", "*", "", "acquisition: radius, electrodes (number, coverage, angles, "
+                 "contact impedance), protocol, background conductivity, grid_size (grid over [-R, R]^2)"),
+        Observed("mask", "field", "mask", "", "pixel centre inside the disk"),
     ),
     predictions=(
-        Predicted("dsigma", "S/m", "conductivity change sigma - sigma_ref on the grid (H, W)", lower=-1e3,
-                  upper=1e3),
+        Predicted("dsigma", "S/m", "conductivity change sigma - background (H, W)", lower=-1e4, upper=1e4),
     ),
     metrics=_eit_metrics(),
     main_metric="CC",
     headline=("SSIM", "CC", "RIE"),
     truth_fields=("dsigma",),
+    make_truth=_eit_truth_with_background,
+    adapt_prediction=_eit_adapt,
     max_time_budget_s=600.0,
 )
 

@@ -47,6 +47,8 @@ ENTRY_POINT_GROUP = "phantombench.solvers"
 BUILTIN: dict[str, str] = {
     "constant": "phantombench.solvers.constant:Constant",
     "direct-elasticity": "phantombench.solvers.direct_elasticity:DirectElasticity",
+    "ahi": "phantombench.solvers.mre_direct:AHI",
+    "mdev": "phantombench.solvers.mre_direct:MDEV",
 }
 
 
