@@ -189,11 +189,18 @@ def submit(
     from phantombench.submit import SubmitError, submit as do_submit
 
     params = _parse_sets(param)
+    import contextlib
+
+    show = err.is_terminal
     try:
-        with _progress() as prog:
+        with (_progress() if show else contextlib.nullcontext()) as prog:
+            if prog is not None:
+                prog.live.transient = True  # the verdict below replaces the bars
             bars: dict[str, int] = {}
 
             def cb(key, d, n):
+                if prog is None:
+                    return
                 if key not in bars:
                     bars[key] = prog.add_task(key, total=n)
                 prog.update(bars[key], completed=d, total=n)

@@ -53,6 +53,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def record_files(board: Path, task: str, record_id: str) -> dict[str, Path]:
+    d = Path(board) / RECORDS / task
+    return {"record": d / f"{record_id}.json", "thumb": d / f"{record_id}.png",
+            "cases": d / f"{record_id}.cases.parquet"}
+
+
 def load_records(board: Path) -> list[dict[str, Any]]:
     recs = []
     root = Path(board) / RECORDS
@@ -60,7 +66,7 @@ def load_records(board: Path) -> list[dict[str, Any]]:
         return recs
     for p in sorted(root.glob("*/*.json")):
         r = json.loads(p.read_text())
-        thumb = p.with_suffix(".png")
+        thumb = record_files(board, p.parent.name, p.name[: -len(".json")])["thumb"]
         r["_thumb"] = thumb if thumb.exists() else None
         recs.append(r)
     return recs
@@ -75,16 +81,15 @@ def add_evaluations(board: Path, evaluations: list) -> list[Path]:
     with board_lock(board):
         for ev in evaluations:
             rec = ev.record
-            d = board / RECORDS / rec["task"]["name"]
-            base = d / rec["id"]
+            files = record_files(board, rec["task"]["name"], rec["id"])
             rec_public = {k: v for k, v in rec.items() if not k.startswith("_")}
             rec_public["dataset"] = {k: v for k, v in rec["dataset"].items() if k != "path"}
-            _atomic_write(base.with_suffix(".json"), record_json(rec_public).encode())
+            _atomic_write(files["record"], record_json(rec_public).encode())
             if "thumb" in ev.paths:
-                _atomic_write(base.with_suffix(".png"), Path(ev.paths["thumb"]).read_bytes())
+                _atomic_write(files["thumb"], Path(ev.paths["thumb"]).read_bytes())
             if "cases" in ev.paths:
-                _atomic_write(d / f"{rec['id']}.cases.parquet", Path(ev.paths["cases"]).read_bytes())
-            written.append(base.with_suffix(".json"))
+                _atomic_write(files["cases"], Path(ev.paths["cases"]).read_bytes())
+            written.append(files["record"])
         render(board, locked=True)
     return written
 
@@ -116,9 +121,11 @@ def remove_record(board: Path, record_id: str) -> int:
     board = Path(board)
     n = 0
     with board_lock(board):
-        for p in (board / RECORDS).glob(f"*/{record_id}*"):
-            p.unlink()
-            n += 1
+        for task_dir in sorted((board / RECORDS).glob("*")):
+            for p in record_files(board, task_dir.name, record_id).values():
+                if p.exists():
+                    p.unlink()
+                    n += 1
         render(board, locked=True)
     return n
 
