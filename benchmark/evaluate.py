@@ -23,9 +23,10 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -127,11 +128,10 @@ def _fit(solver, dataset_path: str, train_idx: list[int], val_idx: list[int]) ->
     return time.perf_counter() - t0
 
 
-def _worker_main(conn, spec, task_name, params, device, seed) -> None:  # pragma: no cover - runs in a child
+def _worker_main(conn) -> None:  # pragma: no cover - runs in a child
     """Child process: construct the solver, then answer fit/solve requests until told to stop."""
-    with contextlib.suppress(Exception):
-        os.setsid()  # own process group: the harness kills the solver together with anything it started
     try:
+        _, spec, task_name, params, device, seed = conn.recv()
         cls, solver = _construct(spec, task_name, params, device, seed)
         conn.send(("ready", _solver_info(cls, solver)))
     except BaseException as e:  # noqa: BLE001
@@ -161,21 +161,32 @@ def _worker_main(conn, spec, task_name, params, device, seed) -> None:  # pragma
 
 
 class SubprocessHost:
-    """The solver in a spawned child process, talked to through a pipe."""
+    """The solver in a child process (``python -m phantombench.evaluate --worker FD``), talked to over a socket
+    pair with pickled messages. The child is a fresh interpreter (the caller's ``__main__`` is never re-imported)
+    in its own session, so a kill takes anything the solver started with it."""
 
     def __init__(self, spec: str, task_name: str, params: dict, device: str | None, seed: int):
         self.args = (spec, task_name, params, device, seed)
-        self.proc = None
+        self.proc: subprocess.Popen | None = None
         self.conn = None
         self.info: dict[str, Any] | None = None
 
     def start(self, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, *self.args), daemon=True)
-        self.proc.start()
-        child.close()
-        self.conn = parent
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "phantombench.evaluate", "--worker",
+                                          str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                         start_new_session=True, stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        try:
+            self.conn.send(("init", *self.args))
+        except (OSError, ValueError) as e:
+            self.kill()
+            raise HostDead(f"solver process unreachable ({type(e).__name__})") from None
         kind, payload = self._recv(timeout, "starting the solver")[:2]
         if kind == "error":
             self.close()
@@ -195,10 +206,15 @@ class SubprocessHost:
         try:
             return self.conn.recv()
         except (EOFError, OSError):
-            self.proc.join(5)
-            code = self.proc.exitcode
+            try:
+                code = self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
             self.kill()
-            sig = f" (signal {signal.Signals(-code).name})" if code is not None and code < 0 else ""
+            sig = ""
+            if code is not None and code < 0:
+                with contextlib.suppress(ValueError):
+                    sig = f" (signal {signal.Signals(-code).name})"
             raise HostDead(f"solver process died while {what}: exit code {code}{sig}") from None
 
     def fit(self, dataset_path: str, train: list[int], val: list[int], timeout: float) -> float:
@@ -208,37 +224,49 @@ class SubprocessHost:
             raise CaseFailure(f"fit failed: {a}")
         return float(a)
 
-    def solve(self, obs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def send(self, obs: dict[str, Any]) -> None:
+        """Hand the solver a case; it starts at once (the harness scores the previous case meanwhile)."""
         try:
             self.conn.send(("solve", obs))
         except (OSError, ValueError) as e:
             self.kill()
             raise HostDead(f"solver process unreachable ({type(e).__name__})") from None
-        msg = self._recv(timeout, "solving")
+        self._sent = time.perf_counter()
+
+    def receive(self, timeout: float) -> tuple[Any, float]:
+        """The prediction of the case sent last; ``timeout`` counts from the send."""
+        msg = self._recv(max(timeout - (time.perf_counter() - self._sent), 0.0), "solving")
         if msg[0] == "error":
             raise CaseFailure(msg[1])
         return msg[2], float(msg[1])
 
+    def solve(self, obs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+        self.send(obs)
+        return self.receive(timeout)
+
     def kill(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
+        if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 self.proc.kill()
-            self.proc.join(5)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
         if self.conn is not None:
             self.conn.close()
         self.proc = self.conn = None
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.is_alive()
+        return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
         if self.alive and self.conn is not None:
             with contextlib.suppress(Exception):
                 self.conn.send(("stop",))
-            self.proc.join(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(2)
         self.kill()
 
 
@@ -292,6 +320,13 @@ class InProcessHost:
         except Exception as e:  # noqa: BLE001
             raise CaseFailure(f"fit failed: {_exc_line(e)}") from e
 
+    def send(self, obs: dict[str, Any]) -> None:
+        self._obs = obs
+
+    def receive(self, timeout: float) -> tuple[Any, float]:
+        obs, self._obs = self._obs, None
+        return self.solve(obs, timeout)
+
     def solve(self, obs: dict[str, Any], timeout: float) -> tuple[Any, float]:
         t0 = time.perf_counter()
         try:
@@ -310,6 +345,43 @@ class InProcessHost:
 
 
 # =========================================================================================== evaluation
+class _Prefetch:
+    """Reads (observation, truth) of the coming cases in a background thread, a few cases ahead."""
+
+    def __init__(self, task: Task, ds, indices: list[int], depth: int = 2):
+        import queue
+
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(task, ds, list(indices)), daemon=True)
+        self.thread.start()
+
+    def _run(self, task, ds, indices) -> None:
+        import queue
+
+        for i in indices:
+            try:
+                g = ds.group(i)
+                item = (task.observation(ds, i, g), task.truth(ds, i, g), None)
+            except Exception as e:  # noqa: BLE001 - reported as that case's failure
+                item = (None, None, _exc_line(e))
+            while not self.stop.is_set():
+                try:
+                    self.q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self.stop.is_set():
+                return
+
+    def next(self):
+        return self.q.get()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
 @dataclasses.dataclass
 class Evaluation:
     record: dict[str, Any]
@@ -397,7 +469,6 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
             fit_s += host.fit(str(fit_src.path), tr, va, left(limit_fit))
         return info
 
-    info: dict[str, Any] | None = None
     fatal: str | None = None
     try:
         info = start_and_fit()
@@ -407,45 +478,85 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
 
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
-    case_timeout = None
-    if info is not None:
-        case_timeout = timeout_s if timeout_s is not None else info["time_budget_s"] * 1.1 + 1.0
+    import skimage.metrics  # noqa: F401  (one-off import now, not inside the first case's timing)
+
+    case_timeout = timeout_s if timeout_s is not None else info["time_budget_s"] * 1.1 + 1.0
     total = len(indices)
-    for k, i in enumerate(indices):
-        sid = ds.ids[i]
-        row: dict[str, Any] = {"case": sid, "index": i, "status": "failed", "reason": "", "solve_s": np.nan,
-                               "harness_s": np.nan}
-        t0 = time.perf_counter()
-        solve_s = 0.0
-        try:
-            if fatal is not None:
-                raise CaseFailure(fatal)
-            if not host.alive:
-                try:
-                    start_and_fit()
-                except CaseFailure as e:
-                    fatal = f"restarting the solver failed: {e}"
-                    raise CaseFailure(fatal) from None
-            g = ds.group(i)
-            obs = task.observation(ds, i, g)
-            truth = task.truth(ds, i, g)
-            raw, solve_s = host.solve(obs, left(case_timeout))
-            row["solve_s"] = solve_s
-            pred, reason = task.validate(raw, truth)
-            if reason is not None:
-                raise CaseFailure(f"invalid prediction: {reason}")
+    n_done = 0
+
+    def finish(row: dict[str, Any], truth: dict[str, np.ndarray], raw: Any) -> None:
+        """Validate and score a received prediction (runs while the solver works on the next case)."""
+        nonlocal n_done
+        pred, reason = task.validate(raw, truth)
+        if reason is not None:
+            row["reason"] = _one_line(f"invalid prediction: {reason}")
+        else:
             row.update(task.score(pred, truth))
             row["status"] = "ok"
             if len(examples) < figure_cases:
-                examples.append({"case": sid, "truth": truth, "prediction": pred})
-        except CaseFailure as e:
-            row["reason"] = _one_line(str(e))
-        row["harness_s"] = time.perf_counter() - t0 - solve_s
-        rows.append(row)
+                examples.append({"case": row["case"], "truth": truth, "prediction": pred})
+        n_done += 1
         if progress:
-            progress(k + 1, total, sid)
-        if strict and row["status"] != "ok":
-            break
+            progress(n_done, total, row["case"])
+
+    # Pipeline: a thread reads the next cases ahead; case k is sent to the solver before case k-1 is scored,
+    # so reading and scoring overlap the solve. harness_s of a case = the time the solver sat idle for it
+    # (wall between two received predictions minus the solver's own solve time).
+    prefetch = _Prefetch(task, ds, indices)
+    pending: tuple[dict, dict, Any] | None = None
+    t_mark = time.perf_counter()
+    try:
+        for i in indices:
+            row: dict[str, Any] = {"case": ds.ids[i], "index": i, "status": "failed", "reason": "",
+                                   "solve_s": np.nan, "harness_s": np.nan}
+            rows.append(row)
+            obs, truth, load_error = prefetch.next()
+            sent = False
+            try:
+                if load_error is not None:
+                    raise CaseFailure(f"reading the case failed: {load_error}")
+                if fatal is not None:
+                    raise CaseFailure(fatal)
+                if not host.alive:
+                    try:
+                        start_and_fit()
+                    except CaseFailure as e:
+                        fatal = _one_line(f"restarting the solver failed: {e}")
+                        raise CaseFailure(fatal) from None
+                limit = left(case_timeout)
+                host.send(obs)
+                sent = True
+            except CaseFailure as e:
+                row["reason"] = _one_line(str(e))
+            if pending is not None:
+                finish(*pending)
+                failed_before = pending[0]["status"] != "ok"
+                pending = None
+                if strict and failed_before:
+                    rows.pop()      # the case just sent is abandoned, not evaluated
+                    host.kill()
+                    break
+            if sent:
+                try:
+                    raw, solve_s = host.receive(limit)
+                    row["solve_s"] = solve_s
+                    pending = (row, truth, raw)
+                except CaseFailure as e:
+                    row["reason"] = _one_line(str(e))
+            now = time.perf_counter()
+            row["harness_s"] = now - t_mark - (row["solve_s"] if np.isfinite(row["solve_s"]) else 0.0)
+            t_mark = now
+            if pending is None:              # failed before or while solving
+                n_done += 1
+                if progress:
+                    progress(n_done, total, row["case"])
+                if strict:
+                    break
+        if pending is not None:
+            finish(*pending)
+            pending[0]["harness_s"] += time.perf_counter() - t_mark
+    finally:
+        prefetch.close()
     host.close()
     wall = time.perf_counter() - t_wall
 
@@ -459,6 +570,7 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
                      "has_fit": None, "params": params, "device": device, "class": None, "source_sha256": None}
     solve_times = np.array([r["solve_s"] for r in ok], float)
     harness = np.array([r["harness_s"] for r in ok], float)
+    harness_total = float(np.nansum([r["harness_s"] for r in rows]))
     m = ds.manifest
     prov = provenance()
     if sinfo.get("gpu"):
@@ -484,6 +596,7 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
                    "solve_s_total": round(float(solve_times.sum()), 4),
                    "solve_s_mean": round(float(solve_times.mean()), 4) if ok else None,
                    "harness_s_per_case": round(float(np.mean(harness)), 5) if ok else None,
+                   "harness_s_total": round(harness_total, 4),
                    "wall_s": round(wall, 3)},
         "suite_version": __version__,
         "provenance": prov,
@@ -538,5 +651,10 @@ def write_outputs(ev: Evaluation, task: Task, out_dir: Path) -> dict[str, Path]:
     return p
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `phantombench evaluate`")
+if __name__ == "__main__":  # pragma: no cover - the solver worker (SubprocessHost)
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        from multiprocessing.connection import Connection
+
+        _worker_main(Connection(int(sys.argv[2])))
+    else:
+        sys.exit("use `phantombench evaluate`")

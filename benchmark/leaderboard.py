@@ -335,8 +335,8 @@ def _thumb_img(r: dict) -> str:
 
 def _svg_chart(task, metric, rs: list[dict]) -> str:
     """Horizontal bars (mean) with whiskers (std) per record; the best per dataset drawn darker."""
-    items = [(f"{r['solver']['name']} · {r['dataset']['name']}", r["metrics"].get(metric.name, {}), _ds_key(r))
-             for r in rs]
+    items = [(f"{r['solver']['name']} · {r['dataset'].get('preset') or r['dataset']['name']}",
+              r["metrics"].get(metric.name, {}), _ds_key(r)) for r in rs]
     items = [(lab, st, k) for lab, st, k in items if st and st.get("mean") is not None]
     if not items:
         return ""

@@ -53,6 +53,18 @@ OFFICIAL: dict[str, tuple[OfficialDataset, ...]] = {
         OfficialDataset("brain-elasticity", "brain-slice", "elunet-noisy", n=1),
         OfficialDataset("brain-elasticity", "brain-slice", "random", n=20),
     ),
+    # liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
+    "mre": (
+        OfficialDataset("mre", "liver-mre", "homogeneous", n=1),
+        OfficialDataset("mre", "liver-mre", "dime-liver", n=30),
+        OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
+    ),
+    # EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR
+    "eit": (
+        OfficialDataset("eit", "eit", "cnn-pinn-case1", n=20),
+        OfficialDataset("eit", "eit", "cnn-pinn-case2", n=20),
+        OfficialDataset("eit", "eit", "cnn-pinn-case3", n=20),
+    ),
 }
 
 

@@ -89,3 +89,17 @@ def test_lesion_contrast_error_hand_value():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         M.mare(np.ones(3), np.ones(4))
+
+
+def test_masked_ssim_equals_scikit_image_map_averaged_over_the_mask():
+    rng = np.random.default_rng(3)
+    g = rng.uniform(1, 3, size=(60, 50))
+    p = g + rng.normal(0, 0.3, size=g.shape)
+    yy, xx = np.mgrid[:60, :50]
+    blob = (yy - 20) ** 2 / 100 + (xx - 30) ** 2 / 40 < 1          # small, off-centre region
+    g0, p0 = np.where(blob, g, 0), np.where(blob, p, 0)
+    rng_g = g[blob].max() - g[blob].min()
+    _, smap = structural_similarity(g0, p0, win_size=7, data_range=rng_g, gaussian_weights=False, full=True)
+    inner = np.zeros_like(blob)
+    inner[3:-3, 3:-3] = True
+    assert M.ssim(p, g, blob) == pytest.approx(smap[blob & inner].mean(), rel=1e-12)
