@@ -194,7 +194,8 @@ class SubprocessHost:
         self.info = payload
         return payload
 
-    def _recv(self, timeout: float, what: str):
+    def _recv(self, timeout: float, what: str, limit: float | None = None):
+        """Next message within ``timeout`` s (``limit``: the time limit to name in a timeout message)."""
         assert self.conn is not None and self.proc is not None
         try:
             ready = self.conn.poll(timeout)
@@ -202,7 +203,7 @@ class SubprocessHost:
             ready = True
         if not ready:
             self.kill()
-            raise HostDead(f"timeout: {what} took longer than {timeout:.3g} s")
+            raise HostDead(f"timeout: {what} took longer than {limit if limit is not None else timeout:.3g} s")
         try:
             return self.conn.recv()
         except (EOFError, OSError):
@@ -235,7 +236,7 @@ class SubprocessHost:
 
     def receive(self, timeout: float) -> tuple[Any, float]:
         """The prediction of the case sent last; ``timeout`` counts from the send."""
-        msg = self._recv(max(timeout - (time.perf_counter() - self._sent), 0.0), "solving")
+        msg = self._recv(max(timeout - (time.perf_counter() - self._sent), 0.0), "solving", timeout)
         if msg[0] == "error":
             raise CaseFailure(msg[1])
         return msg[2], float(msg[1])
@@ -557,7 +558,7 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
             pending[0]["harness_s"] += time.perf_counter() - t_mark
     finally:
         prefetch.close()
-    host.close()
+        host.close()
     wall = time.perf_counter() - t_wall
 
     import pandas as pd
