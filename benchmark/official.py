@@ -56,14 +56,14 @@ OFFICIAL: dict[str, tuple[OfficialDataset, ...]] = {
     # liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
     "mre": (
         OfficialDataset("mre", "liver-mre", "homogeneous", n=1),
-        OfficialDataset("mre", "liver-mre", "dime-liver", n=30),
+        OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
         OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
     ),
     # EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR
     "eit": (
-        OfficialDataset("eit", "eit", "cnn-pinn-case1", n=20),
-        OfficialDataset("eit", "eit", "cnn-pinn-case2", n=20),
-        OfficialDataset("eit", "eit", "cnn-pinn-case3", n=20),
+        OfficialDataset("eit", "eit", "cnn-pinn-case1", n=100),
+        OfficialDataset("eit", "eit", "cnn-pinn-case2", n=100),
+        OfficialDataset("eit", "eit", "cnn-pinn-case3", n=100),
     ),
 }
 
