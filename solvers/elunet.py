@@ -60,17 +60,30 @@ Training: Adam, lr 1e-3 for the network; the W1/W2 weights use a second Adam wit
 ascent) and lr ``weight_lr``. Batch norm runs in training mode throughout (one image; the prediction uses the
 same batch statistics the loss saw). Seeds: ``torch.manual_seed(self.seed)`` at the start of ``solve``.
 
-History (for loss/error-versus-epoch curves): after ``solve``, ``self.last_history`` holds per-epoch wall time,
-objective and plain (unweighted) loss, and ``snapshots`` of (E, nu) at ``n_snapshots`` evenly spaced times
-(plus the untrained network at epoch 0). With ``return_history=True`` the same dict is also returned under the
+Checkpoints: with ``checkpoint=PATH`` the whole training state (network, batch-norm statistics, adaptive weights,
+both optimisers, epoch, elapsed budget, history) is saved every ``checkpoint_every_s`` and at the end, tagged with
+the solver and a hash of the observation; a later ``solve`` of the same observation resumes from it and spends
+only the rest of the budget (bit-identical to an uninterrupted run on the same device; tested). No mixed precision:
+the equilibrium residual is a difference quotient of the stresses over 1/140 of the domain, which half precision
+(3 significant digits) would turn into noise.
+
+Budget clock: ``clock="wall"`` (the paper: wall seconds) or ``"cpu"`` (this process's CPU seconds, which gives
+every model the same compute on a shared, contended machine; use it with ``threads=1``).
+
+History (for loss/error-versus-epoch curves): after ``solve``, ``self.last_history`` holds per-epoch time (on the
+budget clock),
+objective and plain (unweighted) loss, and ``snapshots`` of (E, nu) at ``n_snapshots`` log-spaced fractions
+(1 % to 100 %) of the budget, plus the untrained network at epoch 0 and the final one. With ``return_history=True`` the same dict is also returned under the
 key ``"history"`` (the harness ignores keys that are not prediction fields).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,6 +130,16 @@ class Case:
         y = (H - 1 - torch.arange(H, device=dev, dtype=dt)) * self.hy
         Y, X = torch.meshgrid(y, x, indexing="ij")
         return X, Y
+
+
+def observation_sha256(observation: dict[str, Any]) -> str:
+    """Identity of an observation (strains, mask, traction, spacing): a checkpoint resumes only on the same one."""
+    h = hashlib.sha256()
+    for k in ("exx", "eyy", "exy", "mask", "traction", "spacing"):
+        if k in observation:
+            a = np.ascontiguousarray(np.asarray(observation[k]))
+            h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
 
 
 def _fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -362,11 +385,19 @@ class ElasticityPINN(Solver):
         "return_history": False,
         "threads": 0,               # > 0: torch.set_num_threads for the solve
         "init": "homogeneous",      # output layer: "homogeneous" (start at the uniaxial fit) or "default" (paper)
+        "clock": "wall",            # budget clock: "wall" (paper) or "cpu" (this process's CPU time: equal
+                                    # compute per model on a shared machine; use with threads=1)
+        "checkpoint": "",           # file: resume from it if present, save to it every checkpoint_every_s and at the end
+        "checkpoint_every_s": 300.0,
     }
 
     # ---- to implement
     def build(self, case: Case) -> tuple[list[nn.Parameter], dict[str, torch.Tensor]]:
         """Create the model; return (network parameters, self-adaptive weights to ascend)."""
+        raise NotImplementedError
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        """The modules whose state a checkpoint keeps."""
         raise NotImplementedError
 
     def forward(self, case: Case) -> tuple[torch.Tensor, torch.Tensor, tuple | None, tuple | None]:
@@ -400,24 +431,61 @@ class ElasticityPINN(Solver):
         wopt = (torch.optim.Adam(list(self.weights.values()), lr=float(p.get("weight_lr", p["lr"])), maximize=True)
                 if self.weights else None)
         train_time = min(float(p["train_time_s"]), max(1.0, float(self.time_budget_s) - self.setup_margin_s))
+        if p["clock"] not in ("wall", "cpu"):
+            raise ValueError(f"clock must be 'wall' or 'cpu' (got {p['clock']!r})")
+        clock = time.process_time if p["clock"] == "cpu" else time.perf_counter
         max_epochs = int(p["max_epochs"])
         n_snap = max(0, int(p["n_snapshots"]))
         hist: dict[str, Any] = {"model": self.name, "epoch": [], "time_s": [], "loss": [], "loss_plain": [],
                                 "terms": {}, "snapshots": [], "train_time_s": train_time,
-                                "modulus_scale_Pa": case.modulus_scale, "device": self.device}
+                                "modulus_scale_Pa": case.modulus_scale, "device": self.device,
+                                "clock": p["clock"]}
 
         def snapshot(epoch: int, t: float) -> None:
             E, nu = self.predict(case)
             hist["snapshots"].append({"epoch": epoch, "time_s": t, "E": E.astype(np.float32),
                                       "nu": nu.astype(np.float32)})
 
-        t0 = time.perf_counter()
-        if n_snap:
+        # snapshot k at the fraction 10**(-2 + 2 k / n) of the budget: log-spaced, for curves on a log epoch axis
+        fracs = [10 ** (-2 + 2 * k / n_snap) for k in range(1, n_snap + 1)] if n_snap else []
+        ckpt = Path(p["checkpoint"]) if p["checkpoint"] else None
+        obs_sha = observation_sha256(observation)
+        next_snap = epoch = 0
+        resumed_at = 0.0
+        if ckpt is not None and ckpt.exists():
+            st = torch.load(ckpt, map_location=self.device, weights_only=False)
+            if st.get("solver") != self.name or st.get("observation_sha256") != obs_sha:
+                raise ValueError(f"checkpoint {ckpt} belongs to another solver or observation; delete it or pass "
+                                 "another checkpoint path")
+            for k, m in self.state_modules().items():
+                m.load_state_dict(st["modules"][k])
+            with torch.no_grad():
+                for k, w in self.weights.items():
+                    w.copy_(st["weights"][k])
+            opt.load_state_dict(st["opt"])
+            if wopt is not None:
+                wopt.load_state_dict(st["wopt"])
+            epoch, next_snap, resumed_at, hist = st["epoch"], st["next_snap"], st["elapsed"], st["history"]
+            hist["resumed_at_epoch"] = epoch
+        t0, w0 = clock() - resumed_at, time.perf_counter()
+        if n_snap and epoch == 0:
             snapshot(0, 0.0)
-        next_snap = 1
-        epoch = 0
+        last_save = resumed_at
+
+        def save(elapsed: float) -> None:
+            st = {"format": "phantombench-elunet-checkpoint/1", "solver": self.name, "version": self.version,
+                  "params": dict(p), "seed": self.seed, "observation_sha256": obs_sha,
+                  "modules": {k: m.state_dict() for k, m in self.state_modules().items()},
+                  "weights": {k: w.detach() for k, w in self.weights.items()}, "opt": opt.state_dict(),
+                  "wopt": wopt.state_dict() if wopt is not None else None, "epoch": epoch, "next_snap": next_snap,
+                  "elapsed": elapsed, "history": hist}
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_name(ckpt.name + ".tmp")
+            torch.save(st, tmp)
+            os.replace(tmp, ckpt)
+
         while True:
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             if elapsed >= train_time or (max_epochs > 0 and epoch >= max_epochs):
                 break
             opt.zero_grad(set_to_none=True)
@@ -433,23 +501,29 @@ class ElasticityPINN(Solver):
             if wopt is not None:
                 wopt.step()
             epoch += 1
-            t = time.perf_counter() - t0
+            t = clock() - t0
             with torch.no_grad():
                 plain = float(total_loss(terms, weighted=False)) if self.weights else float(loss)
             hist["epoch"].append(epoch)
             hist["time_s"].append(t)
             hist["loss"].append(float(loss.detach()))
             hist["loss_plain"].append(plain)
-            if n_snap and next_snap <= n_snap:
-                due = (epoch / max_epochs) if max_epochs > 0 else 0.0
-                due = max(due, t / train_time)
-                if due >= next_snap / n_snap:
+            if ckpt is not None and t - last_save >= float(p["checkpoint_every_s"]):
+                save(t)
+                last_save = t
+            if next_snap < len(fracs):
+                progress = max(epoch / max_epochs if max_epochs > 0 else 0.0, t / train_time)
+                if progress >= fracs[next_snap]:
                     snapshot(epoch, t)
-                    next_snap = int(math.floor(due * n_snap)) + 1
+                    while next_snap < len(fracs) and progress >= fracs[next_snap]:
+                        next_snap += 1
         hist["epochs"] = epoch
-        hist["wall_train_s"] = time.perf_counter() - t0
+        hist["train_s"] = clock() - t0
+        hist["wall_train_s"] = time.perf_counter() - w0
         if n_snap and (not hist["snapshots"] or hist["snapshots"][-1]["epoch"] != epoch):
-            snapshot(epoch, hist["wall_train_s"])
+            snapshot(epoch, hist["train_s"])
+        if ckpt is not None:
+            save(hist["train_s"])
         final = self.terms(case, None)      # with autograd on: the PINN's equilibrium needs it
         hist["terms"] = {name: float(torch.mean(r.detach() ** 2)) for name, r, _ in final}
         if self.weights:
@@ -486,6 +560,9 @@ class ElUNet(ElasticityPINN):
             for k, s in shapes.items():
                 weights[k] = torch.ones(s, device=self.device, dtype=case.eps.dtype, requires_grad=True)
         return list(self.net.parameters()), weights
+
+    def state_modules(self):
+        return {"net": self.net}
 
     def forward(self, case: Case):
         y = self.net(case.inp)[0]
@@ -538,6 +615,9 @@ class DensePINN(ElasticityPINN):
         elif self.params["init"] != "default":
             raise ValueError(f"init must be 'homogeneous' or 'default' (got {self.params['init']!r})")
         return list(self.param_net.parameters()) + list(self.stress_net.parameters()), {}
+
+    def state_modules(self):
+        return {"param_net": self.param_net, "stress_net": self.stress_net}
 
     def forward(self, case: Case):
         H, W = case.shape

@@ -234,3 +234,33 @@ def test_solver_classes_load_by_module_path():
     for name in ("ElUNetP", "ElUNetPS", "ElUNetPSW1", "ElUNetPSW2", "DensePINN"):
         cls = load_solver_class(f"phantombench.solvers.elunet:{name}")
         assert cls.tasks == ("brain-elasticity",) and cls.time_budget_s <= TASK.max_time_budget_s
+
+
+def test_cpu_clock_budget_stops_training():
+    obs, _ = synthetic_observation(H=40, W=34)
+    s = ElUNetPS(TASK, params={"train_time_s": 0.3, "clock": "cpu", "n_snapshots": 2}, seed=0)
+    s.solve(obs)
+    h = s.last_history
+    assert h["clock"] == "cpu" and h["epochs"] >= 1
+    assert h["train_s"] >= 0.3 and h["time_s"][-2 if len(h["time_s"]) > 1 else -1] < 0.3 + 1e-9
+    with pytest.raises(ValueError, match="clock"):
+        ElUNetPS(TASK, params={"clock": "sundial", "max_epochs": 1}, seed=0).solve(obs)
+
+
+@pytest.mark.parametrize("cls", [ElUNetPSW1, DensePINN])
+def test_checkpoint_resume_is_bit_identical(tmp_path, cls):
+    obs, _ = synthetic_observation(H=40, W=34)
+    base = {"n_snapshots": 3, "train_time_s": 1e4}
+    full = cls(TASK, params={**base, "max_epochs": 8}, seed=1).solve(obs)
+    ck = tmp_path / "run.pt"
+    cls(TASK, params={**base, "max_epochs": 5, "checkpoint": str(ck)}, seed=1).solve(obs)
+    assert ck.exists()
+    s = cls(TASK, params={**base, "max_epochs": 8, "checkpoint": str(ck)}, seed=1)
+    resumed = s.solve(obs)
+    assert s.last_history["resumed_at_epoch"] == 5 and s.last_history["epochs"] == 8
+    assert s.last_history["epoch"] == list(range(1, 9))
+    np.testing.assert_array_equal(resumed["E"], full["E"])
+    np.testing.assert_array_equal(resumed["nu"], full["nu"])
+    other = dict(obs, exx=obs["exx"] * 1.01)
+    with pytest.raises(ValueError, match="another solver or observation"):
+        cls(TASK, params={**base, "max_epochs": 9, "checkpoint": str(ck)}, seed=1).solve(other)
