@@ -264,3 +264,16 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, cls):
     other = dict(obs, exx=obs["exx"] * 1.01)
     with pytest.raises(ValueError, match="another solver or observation"):
         cls(TASK, params={**base, "max_epochs": 9, "checkpoint": str(ck)}, seed=1).solve(other)
+
+
+def test_paper_initialisation_option():
+    obs, _ = synthetic_observation(H=40, W=34)
+    s = ElUNetPS(TASK, params={"init": "default", "max_epochs": 1, "n_snapshots": 1}, seed=0)
+    s.solve(obs)
+    E0 = s.last_history["snapshots"][0]["E"]
+    assert np.ptp(E0) > 0                     # a randomly initialised head: not the homogeneous fit
+    h = ElUNetPS(TASK, params={"max_epochs": 1, "n_snapshots": 1}, seed=0)
+    h.solve(obs)
+    assert np.ptp(h.last_history["snapshots"][0]["E"]) == 0.0   # homogeneous start: one value everywhere
+    with pytest.raises(ValueError, match="init"):
+        ElUNetPS(TASK, params={"init": "xavier", "max_epochs": 1}, seed=0).solve(obs)
