@@ -31,7 +31,9 @@ from phantombench.cli import CliError, app, err, handle_errors, out
 
 PAPERS: dict[str, str] = {
     "elunet": "phantombench.reproduce:run_elunet",
+    "dime": "phantombench.reproduce_dime:run_dime",
 }
+BUDGET_NAMES = ("smoke", "paper")   # every paper offers these two
 
 
 def register_paper(name: str, target: str) -> None:
@@ -49,7 +51,7 @@ def _load(name: str):
 @app.command("reproduce")
 @handle_errors
 def reproduce_cmd(
-    paper: Annotated[str, typer.Argument(help="Paper to reproduce: elunet (P1).")],
+    paper: Annotated[str, typer.Argument(help="Paper to reproduce: elunet (P1), dime (P2).")],
     budget: Annotated[str, typer.Option("--budget", help="smoke (minutes, CI) or paper (the paper's protocol).")
                       ] = "smoke",
     repeats: Annotated[int | None, typer.Option("--repeats", help="Runs per model and case (seeds 0..N-1); "
@@ -68,8 +70,8 @@ def reproduce_cmd(
                                                               "budget's.")] = None,
 ) -> None:
     """Reproduce a paper's table: make the datasets, run its models under its protocol, write the report."""
-    if budget not in BUDGETS:
-        raise CliError(f"--budget must be one of {', '.join(BUDGETS)} (got {budget!r})")
+    if budget not in BUDGET_NAMES:
+        raise CliError(f"--budget must be one of {', '.join(BUDGET_NAMES)} (got {budget!r})")
     if repeats is not None and repeats < 1:
         raise CliError("--repeats must be at least 1")
     if clock not in (None, "wall", "cpu"):
