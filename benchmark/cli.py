@@ -228,6 +228,7 @@ def presets(generator: Annotated[str | None, typer.Argument(help="Generator name
 
 
 from phantombench import cli_bench  # noqa: E402,F401  (registers evaluate/submit/leaderboard/... on app)
+from phantombench import reproduce  # noqa: E402,F401  (registers reproduce on app)
 
 
 def main() -> None:

@@ -49,6 +49,11 @@ BUILTIN: dict[str, str] = {
     "direct-elasticity": "phantombench.solvers.direct_elasticity:DirectElasticity",
     "ahi": "phantombench.solvers.mre_direct:AHI",
     "mdev": "phantombench.solvers.mre_direct:MDEV",
+    "elunet-p": "phantombench.solvers.elunet:ElUNetP",
+    "elunet-ps": "phantombench.solvers.elunet:ElUNetPS",
+    "elunet-ps-w1": "phantombench.solvers.elunet:ElUNetPSW1",
+    "elunet-ps-w2": "phantombench.solvers.elunet:ElUNetPSW2",
+    "pinn-elasticity": "phantombench.solvers.elunet:DensePINN",
 }
 
 
