@@ -54,6 +54,11 @@ BUILTIN: dict[str, str] = {
     "elunet-ps-w1": "phantombench.solvers.elunet:ElUNetPSW1",
     "elunet-ps-w2": "phantombench.solvers.elunet:ElUNetPSW2",
     "pinn-elasticity": "phantombench.solvers.elunet:DensePINN",
+    "noser": "phantombench.solvers.eit_classical:NOSER",
+    "tikhonov": "phantombench.solvers.eit_classical:Tikhonov",
+    "tv": "phantombench.solvers.eit_classical:TotalVariation",
+    "cnn-pinn": "phantombench.solvers.cnn_pinn:CNNPINN",
+    "dime-cnn": "phantombench.solvers.dime:DIME",
 }
 
 
