@@ -1,0 +1,583 @@
+"""Two-stage CNN-PINN for EIT (P3: Yang, Zhang, Chen, Ma, Wang, IEEE Signal Processing Letters 2025,
+10.1109/LSP.2025.3545306) on the ``eit`` task.
+
+Stage 1 (supervised, trained once in :meth:`CNNPINN.fit`): a UNet maps the boundary voltage differences dV
+to the interior potential image U of every current pattern. It is trained on the ``potential`` field of the
+training samples (the generator's Sibson interpolation of the FE potential) and checkpointed together with
+the id of the dataset it came from.
+
+Stage 2 (physics-informed, per sample inside :meth:`CNNPINN.solve`): an MLP ``sigma(x, y)`` is fitted so that
+U from stage 1 satisfies ``div(sigma grad U) = 0`` with the boundary conditions, by minimising P3's equation (2)
+with Table I's weights:
+
+    L = alpha * mean(r^2)                           PDE residual r = sigma lap U + grad sigma . grad U
+      + beta  * mean(top-M |r|)                     the M largest |r| (M = 40)
+      + gamma * mean((sigma_b dU/dn - j)^2)         Neumann: inward current density j on the boundary
+      + mean(|sigma_b - sigma_b*|)                  known boundary conductivity (the background)
+      + tau   * mean(sqrt(|grad sigma|^2 + xi))     smoothed total variation
+      + v     * mean(max(0, sigma_min - sigma))     hinge (P3: sigma_min = 1, the background)
+      + zeta  * sum ||W||^2                         weight decay on the weight matrices
+
+with alpha = 0.01, beta = 0.01, M = 40, gamma = 1.5, tau = 1, xi = 1e-4, v = 8, zeta = 1e-6 (Table I).
+Derivatives of U are central finite differences on the potential image (the "matrix-based finite
+differences" of P3); derivatives of sigma come from automatic differentiation of the MLP. The learning rate
+decays by 0.9 every 200 epochs (P3). Choices the paper leaves open, made here and stated:
+
+* image size ``image_size`` (default 64 x 64 over [-R, R]^2, pixel centres as the task grid): the stage-1
+  output and the PINN's collocation grid; the PINN is a function of (x, y), so sigma is evaluated on the
+  task grid (128 x 128) at the end. Coordinates are in units of the radius (P3: the unit disk).
+* the top-M term is the *mean* of the M largest |r| (a sum would be M times larger);
+* TV: ``tv_form="squared"`` (default) is the usual smoothed TV sqrt(|grad sigma|^2 + xi); the summary of P3 in
+  PAPERS.md writes sqrt(|grad sigma| + xi), available as ``tv_form="literal"``;
+* Neumann target: the complete electrode model's mean current density on each electrode, I_l / |e_l|, and 0
+  in the gaps; dU/dn = grad U . (x, y)/r with one-sided differences where a central one leaves the disk.
+  Sign: with the outward normal, sigma dU/dn is the current density *into* the body (I_l > 0 injects);
+* residual points: mask pixels whose four neighbours are inside; boundary points: mask pixels with a
+  neighbour outside; TV and hinge over all mask pixels;
+* ``sigma_min`` of the hinge and ``sigma_b*`` are the dataset's background conductivity (P3: 1 S/m; objects are
+  2-6 S/m, so sigma >= 1 is prior knowledge the paper uses);
+* MLP: input (x, y) -> Linear(2, 64) + tanh, then 4 hidden layers ``h <- h + tanh(W h + b)`` (residual
+  connections), linear output; the output bias starts at the background so sigma starts homogeneous;
+* stage-1 UNet: dV (normalised by the training rms) -> a linear lift to one image channel (the learned
+  linearised map), stacked with x, y and the mask as fixed channels -> UNet of ``depth`` levels with
+  ``width * 2**k`` channels, each level 2 x [3x3 conv + batch norm + ReLU], 2x2 max-pool down, bilinear x2
+  up + 3x3 conv, skip connections, 1x1 conv head; it predicts ``(U - mean U_train) / std`` per pattern.
+  Adam (lr 1e-3), masked MSE, ``stage1_epochs`` epochs, the checkpoint with the best validation loss kept.
+
+Parameters that must reach the solver from the dataset config (protocol, electrodes, background): see
+:func:`phantombench.solvers.eit_classical.eit_config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from phantombench.solvers.base import Solver
+
+__all__ = ["CNNPINN", "UNet", "Stage1", "SigmaMLP", "PINNGeometry", "P3_WEIGHTS", "fd_derivatives",
+           "pde_residual", "p3_loss_terms", "downsample_potential", "pinn_geometry", "fit_sigma"]
+
+P3_WEIGHTS = dict(alpha=0.01, beta=0.01, M=40, gamma=1.5, tau=1.0, xi=1e-4, v=8.0, zeta=1e-6)
+
+
+# =========================================================================================== stage 1
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """Plain UNet: ``depth`` levels of DoubleConv, 2x2 max-pool down, bilinear x2 + 3x3 conv up, skips."""
+
+    def __init__(self, cin: int, cout: int, width: int = 16, depth: int = 4):
+        super().__init__()
+        ch = [width * 2 ** k for k in range(depth)]
+        self.down = nn.ModuleList([DoubleConv(cin, ch[0])] + [DoubleConv(ch[k - 1], ch[k]) for k in range(1, depth)])
+        self.up_conv = nn.ModuleList([nn.Conv2d(ch[k], ch[k - 1], 3, padding=1) for k in range(depth - 1, 0, -1)])
+        self.up = nn.ModuleList([DoubleConv(2 * ch[k - 1], ch[k - 1]) for k in range(depth - 1, 0, -1)])
+        self.head = nn.Conv2d(ch[0], cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for k, blk in enumerate(self.down):
+            if k:
+                x = F.max_pool2d(x, 2)
+            x = blk(x)
+            skips.append(x)
+        skips.pop()
+        for conv, blk in zip(self.up_conv, self.up):
+            s = skips.pop()
+            x = F.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            x = blk(torch.cat([conv(x), s], dim=1))
+        return self.head(x)
+
+
+class Stage1(nn.Module):
+    """dV (B, M) -> normalised potential images (B, P, n, n)."""
+
+    def __init__(self, n_meas: int, n_patterns: int, n: int, coords: np.ndarray, width: int = 16,
+                 depth: int = 4):
+        super().__init__()
+        self.n = n
+        self.lift = nn.Linear(n_meas, n * n)
+        self.register_buffer("coords", torch.as_tensor(coords, dtype=torch.float32)[None])  # (1, 3, n, n)
+        self.unet = UNet(1 + coords.shape[0], n_patterns, width, depth)
+
+    def forward(self, dv: torch.Tensor) -> torch.Tensor:
+        B = dv.shape[0]
+        img = self.lift(dv).view(B, 1, self.n, self.n)
+        return self.unet(torch.cat([img, self.coords.expand(B, -1, -1, -1)], dim=1))
+
+
+# =========================================================================================== stage 2
+class SigmaMLP(nn.Module):
+    """(x, y) -> sigma: Linear(2, width) + tanh, ``n_hidden`` residual tanh layers, linear output."""
+
+    def __init__(self, width: int = 64, n_hidden: int = 4, sigma0: float = 1.0):
+        super().__init__()
+        self.inp = nn.Linear(2, width)
+        self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(n_hidden)])
+        self.out = nn.Linear(width, 1)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.fill_(sigma0)
+
+    def forward(self, xy: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(xy))
+        for lin in self.hidden:
+            h = h + torch.tanh(lin(h))
+        return self.out(h)[..., 0]
+
+    def weight_norm2(self) -> torch.Tensor:
+        return sum((m.weight ** 2).sum() for m in self.modules() if isinstance(m, nn.Linear))
+
+
+def fd_derivatives(U: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central differences of an image U (..., H, W) with spacing h, row 0 at the top (largest y):
+    ``(dU/dx, dU/dy, lap U)``; values at the outermost rows/columns (and next to NaN) are NaN."""
+    U = np.asarray(U, dtype=np.float64)
+    Ux = np.full_like(U, np.nan)
+    Uy = np.full_like(U, np.nan)
+    lap = np.full_like(U, np.nan)
+    c = U[..., 1:-1, 1:-1]
+    left, right = U[..., 1:-1, :-2], U[..., 1:-1, 2:]
+    up, down = U[..., :-2, 1:-1], U[..., 2:, 1:-1]   # up = previous row = larger y
+    Ux[..., 1:-1, 1:-1] = (right - left) / (2 * h)
+    Uy[..., 1:-1, 1:-1] = (up - down) / (2 * h)
+    lap[..., 1:-1, 1:-1] = (left + right + up + down - 4 * c) / h ** 2
+    return Ux, Uy, lap
+
+
+def one_sided_gradient(U: np.ndarray, mask: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient (dU/dx, dU/dy) at every mask pixel: central differences where both neighbours are in the
+    mask, first-order one-sided where only one is, 0 where none."""
+    U = np.asarray(U, dtype=np.float64)
+    m = np.asarray(mask, bool)
+    Up = np.pad(np.where(m, U, 0.0), [(0, 0)] * (U.ndim - 2) + [(1, 1), (1, 1)])
+    mp = np.pad(m, 1)
+    c = Up[..., 1:-1, 1:-1]
+
+    def d(a_val, a_in, b_val, b_in):  # derivative along an axis from the "minus" (a) and "plus" (b) sides
+        both = a_in & b_in
+        out = np.where(both, (b_val - a_val) / (2 * h), 0.0)
+        out = np.where(~both & b_in, (b_val - c) / h, out)
+        out = np.where(~both & a_in & ~b_in, (c - a_val) / h, out)
+        return out
+
+    gx = d(Up[..., 1:-1, :-2], mp[1:-1, :-2], Up[..., 1:-1, 2:], mp[1:-1, 2:])
+    gy = d(Up[..., 2:, 1:-1], mp[2:, 1:-1], Up[..., :-2, 1:-1], mp[:-2, 1:-1])  # minus side = row below
+    return gx, gy
+
+
+def pde_residual(sigma: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, Ux: torch.Tensor, Uy: torch.Tensor,
+                 lapU: torch.Tensor) -> torch.Tensor:
+    """div(sigma grad U) = sigma lap U + grad sigma . grad U (broadcast over patterns)."""
+    return sigma * lapU + sx * Ux + sy * Uy
+
+
+def p3_loss_terms(r: torch.Tensor, sigma_b: torch.Tensor, dUdn_b: torch.Tensor, j_b: torch.Tensor,
+                  sigma_b_star: float, grad_sigma: torch.Tensor, sigma_all: torch.Tensor,
+                  weight_norm2: torch.Tensor, weights: dict[str, float] | None = None,
+                  sigma_min: float = 1.0, tv_form: str = "squared") -> dict[str, torch.Tensor]:
+    """Every term of P3's equation (2), unweighted, and the weighted ``total``.
+
+    ``r``: PDE residuals (any shape, all patterns); ``sigma_b`` (Nb,), ``dUdn_b`` and ``j_b`` (P, Nb) or (Nb,):
+    boundary conductivity, normal derivative of U and inward current density; ``grad_sigma`` (N, 2) and
+    ``sigma_all`` (N,) over the TV/hinge points; ``weight_norm2``: sum of squared MLP weights.
+    """
+    w = {**P3_WEIGHTS, **(weights or {})}
+    ra = r.abs().reshape(-1)
+    k = min(int(w["M"]), ra.numel())
+    g2 = (grad_sigma ** 2).sum(dim=-1)
+    if tv_form == "squared":
+        tv = torch.sqrt(g2 + w["xi"]).mean()
+    elif tv_form == "literal":
+        tv = torch.sqrt(torch.sqrt(g2) + w["xi"]).mean()
+    else:
+        raise ValueError("tv_form must be 'squared' or 'literal'")
+    t = {
+        "pde": (r ** 2).mean(),
+        "topM": torch.topk(ra, k).values.mean() if k else ra.sum() * 0,
+        "neumann": ((sigma_b * dUdn_b - j_b) ** 2).mean(),
+        "boundary": (sigma_b - sigma_b_star).abs().mean(),
+        "tv": tv,
+        "hinge": F.relu(sigma_min - sigma_all).mean(),
+        "weight_decay": weight_norm2,
+    }
+    t["total"] = (w["alpha"] * t["pde"] + w["beta"] * t["topM"] + w["gamma"] * t["neumann"] + t["boundary"]
+                  + w["tau"] * t["tv"] + w["v"] * t["hinge"] + w["zeta"] * t["weight_decay"])
+    return t
+
+
+@dataclass
+class PINNGeometry:
+    """Collocation grid of the PINN (image_size x image_size over [-R, R]^2, coordinates / R)."""
+
+    n: int
+    h: float                    # pixel spacing / R
+    mask: np.ndarray            # (n, n) pixel centre inside the disk
+    interior: np.ndarray        # (n, n) mask pixels whose 4 neighbours are in the mask
+    boundary: np.ndarray        # (n, n) mask pixels with a neighbour outside
+    X: np.ndarray               # (n, n) x / R
+    Y: np.ndarray
+    normal: np.ndarray          # (Nb, 2) outward unit normal at the boundary pixels
+    j: np.ndarray               # (P, Nb) inward current density (A/m, per unit R) at the boundary pixels
+
+
+def pinn_geometry(n: int, cfg: dict[str, Any]) -> PINNGeometry:
+    """The collocation grid and the boundary data (normals, current density) for a dataset config."""
+    from phantombench.generators.cem import disk_grid
+    from phantombench.generators.eit import electrodes_from_config, protocol_from_config
+
+    R = float(cfg["radius"])
+    g = disk_grid(1.0, n, n)
+    X, Y = g.centres()
+    # half a pixel inside the circle: every pixel is then a full block of finer-grid pixels inside the
+    # (polygonal) data mesh, so downsampled potentials are defined on all of them
+    mask = np.hypot(X, Y) < 1.0 - 0.5 * g.dx
+    mp = np.pad(mask, 1)
+    nb_all = mp[:-2, 1:-1] & mp[2:, 1:-1] & mp[1:-1, :-2] & mp[1:-1, 2:]
+    interior = mask & nb_all
+    boundary = mask & ~nb_all
+    xb, yb = X[boundary], Y[boundary]
+    rb = np.hypot(xb, yb)
+    normal = np.column_stack([xb / rb, yb / rb])
+    el = electrodes_from_config(cfg)
+    prot = protocol_from_config(cfg)
+    theta = np.arctan2(yb, xb)
+    which = el.electrode_at(theta)
+    lengths = el.lengths  # m
+    j = np.zeros((prot.n_patterns, len(xb)))
+    on = which >= 0
+    # current density per metre of boundary, expressed per unit of the scaled coordinate (x / R): I / (|e| / R)
+    j[:, on] = prot.currents[:, which[on]] / (lengths[which[on]] / R)
+    return PINNGeometry(n, float(g.dx), mask, interior, boundary, X, Y, normal, j)
+
+
+def downsample_potential(pot: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, H, W) potential with NaN outside -> (P, n, n) block means and the (n, n) mask of blocks whose
+    pixels are all finite (H and W multiples of n)."""
+    pot = np.asarray(pot, dtype=np.float64)
+    P, H, W = pot.shape
+    if H % n or W % n:
+        raise ValueError(f"potential grid {H}x{W} is not a multiple of image_size {n}")
+    fy, fx = H // n, W // n
+    blocks = pot.reshape(P, n, fy, n, fx)
+    fin = np.isfinite(blocks).all(axis=(0, 2, 4))
+    mean = np.where(np.isfinite(blocks), blocks, 0.0).mean(axis=(2, 4))
+    mean = np.where(fin[None], mean, 0.0)
+    return mean, fin
+
+
+def fit_sigma(U: np.ndarray, geom: PINNGeometry, sigma0: float, *, epochs: int = 2000, lr: float = 1e-3,
+              weights: dict[str, float] | None = None, tv_form: str = "squared", sigma_min: float | None = None,
+              width: int = 64, n_hidden: int = 4, time_limit_s: float | None = None, seed: int = 0,
+              device: str = "cpu", log_every: int = 0, residual_form: str = "divergence",
+              pde_weight_scale: float = 1.0) -> tuple[SigmaMLP, dict[str, list[float]]]:
+    """Stage 2: fit sigma(x, y) to the potential images U (P, n, n) (NaN/anything outside ``geom.mask``)."""
+    torch.manual_seed(seed)
+    w = {**P3_WEIGHTS, **(weights or {})}
+    w["alpha"] *= pde_weight_scale
+    w["beta"] *= pde_weight_scale
+    sigma_min = sigma0 if sigma_min is None else sigma_min
+    dev = torch.device(device)
+    dt = torch.float32
+    Uf = np.where(geom.mask[None], np.nan_to_num(np.asarray(U, dtype=np.float64)), 0.0)
+    Ux, Uy, lap = fd_derivatives(Uf, geom.h)
+    I = geom.interior
+    gx, gy = one_sided_gradient(Uf, geom.mask, geom.h)
+    B = geom.boundary
+    dUdn = gx[:, B] * geom.normal[:, 0] + gy[:, B] * geom.normal[:, 1]  # (P, Nb)
+    T = lambda a: torch.as_tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
+    xy_int = T(np.column_stack([geom.X[I], geom.Y[I]]))
+    xy_b = T(np.column_stack([geom.X[B], geom.Y[B]]))
+    M_all = geom.mask
+    xy_all = T(np.column_stack([geom.X[M_all], geom.Y[M_all]]))
+    Uxi, Uyi, lapi = T(Ux[:, I]), T(Uy[:, I]), T(lap[:, I])
+    dUdn_t, j_t = T(dUdn), T(geom.j)
+    # TV/hinge points = interior + boundary = all mask pixels; compute sigma and grad once on all of them
+    idx_int = torch.as_tensor(np.flatnonzero(I[M_all]), device=dev)
+    idx_b = torch.as_tensor(np.flatnonzero(B[M_all]), device=dev)
+    xy_all.requires_grad_(True)
+    net = SigmaMLP(width, n_hidden, sigma0).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=200, gamma=0.9)
+    hist: dict[str, list[float]] = {k: [] for k in ("total", "pde", "topM", "neumann", "boundary", "tv", "hinge",
+                                                     "weight_decay", "time_s")}
+    t0 = time.perf_counter()
+    for ep in range(epochs):
+        opt.zero_grad(set_to_none=True)
+        s = net(xy_all)
+        (gs,) = torch.autograd.grad(s.sum(), xy_all, create_graph=True)
+        if residual_form == "divergence":
+            r = pde_residual(s[idx_int], gs[idx_int, 0], gs[idx_int, 1], Uxi, Uyi, lapi)
+        else:  # "log": the same PDE divided by sigma, lap U + grad(ln sigma) . grad U
+            si = s[idx_int]
+            r = pde_residual(torch.ones_like(si), gs[idx_int, 0] / si, gs[idx_int, 1] / si, Uxi, Uyi, lapi)
+        terms = p3_loss_terms(r, s[idx_b], dUdn_t, j_t, sigma0, gs, s, net.weight_norm2(), w, sigma_min, tv_form)
+        terms["total"].backward()
+        opt.step()
+        sched.step()
+        for k in hist:
+            if k != "time_s":
+                hist[k].append(float(terms[k].detach()))
+        hist["time_s"].append(time.perf_counter() - t0)
+        if log_every and ep % log_every == 0:
+            print(ep, {k: round(v[-1], 6) for k, v in hist.items()})
+        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+            break
+    return net, hist
+
+
+def sigma_on_grid(net: SigmaMLP, shape: tuple[int, int], radius_scaled: float = 1.0,
+                  device: str = "cpu") -> np.ndarray:
+    """Evaluate the MLP at the pixel centres of the task grid (H, W) over [-1, 1]^2 (coordinates / R)."""
+    from phantombench.generators.cem import disk_grid
+
+    g = disk_grid(radius_scaled, *shape)
+    X, Y = g.centres()
+    with torch.no_grad():
+        xy = torch.as_tensor(np.column_stack([X.ravel(), Y.ravel()]), dtype=torch.float32, device=device)
+        return net(xy).cpu().numpy().astype(np.float64).reshape(shape)
+
+
+# =========================================================================================== the solver
+def _dataset_id(cases) -> str:
+    ds = getattr(cases, "dataset", None)
+    if ds is not None:
+        m = ds.manifest
+        return f"{m['name']}@{m['version']}-{m['content_hash'][:12]}"
+    ids = getattr(cases, "dataset_ids", None)
+    if ids:
+        return "+".join(ids)
+    return "unknown"
+
+
+def _training_potential(cases, k: int, target: dict[str, Any]) -> np.ndarray:
+    """The stage-1 target of training case k: ``potential`` from the target dict if the task provides it,
+    otherwise read from the training dataset (training truth, allowed in ``fit``)."""
+    if "potential" in target:
+        return np.asarray(target["potential"])
+    if hasattr(cases, "potential"):
+        return np.asarray(cases.potential(k))
+    ds, i = cases.dataset, cases.indices[k]
+    return np.asarray(ds.group(i)["potential"][...])
+
+
+class CNNPINN(Solver):
+    name = "cnn-pinn"
+    version = "1.0.0"
+    tasks = ("eit",)
+    time_budget_s = 600.0
+    fit_budget_s = 3600.0
+    defaults = {
+        "image_size": 64, "width": 16, "depth": 4, "stage1_epochs": 60, "batch_size": 32, "stage1_lr": 1e-3,
+        "epochs": 2000, "lr": 1e-3, "pinn_width": 64, "pinn_hidden": 4, "pinn_time_s": 500.0,
+        "tv_form": "squared", "weights": None, "checkpoint_dir": None, "config": None, "threads": 0,
+        "fit_time_s": 3300.0, "residual_form": "log",
+        "pde_weight_scale": 100.0,
+    }
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.stage1: Stage1 | None = None
+        self.norm: dict[str, Any] = {}
+        self.fit_history: dict[str, list[float]] = {}
+        self.trained_on: str | None = None
+        self.last_history: dict[str, list[float]] | None = None
+        self.last_potential: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _torch_setup(self) -> None:
+        if int(self.params["threads"]) > 0:
+            torch.set_num_threads(int(self.params["threads"]))
+
+    def _cfg(self, observation) -> dict[str, Any]:
+        from phantombench.solvers.eit_classical import eit_config
+
+        return eit_config(observation, self.params.get("config"))
+
+    @staticmethod
+    def _coords(n: int) -> np.ndarray:
+        """Fixed input channels of the UNet: x / R, y / R and the disk mask on the n x n grid."""
+        from phantombench.generators.cem import disk_grid
+
+        X, Y = disk_grid(1.0, n, n).centres()
+        return np.stack([X, Y, (X ** 2 + Y ** 2 < 1.0).astype(np.float64)]).astype(np.float32)
+
+    def build_stage1(self, n_meas: int, n_patterns: int) -> Stage1:
+        n = int(self.params["image_size"])
+        torch.manual_seed(self.seed)
+        return Stage1(n_meas, n_patterns, n, self._coords(n), int(self.params["width"]),
+                      int(self.params["depth"])).to(self.device)
+
+    def checkpoint_path(self, dataset_id: str) -> Path:
+        root = self.params.get("checkpoint_dir") or os.environ.get("PHANTOMBENCH_CHECKPOINTS") or \
+            Path.home() / ".cache" / "phantombench" / "checkpoints"
+        keys = ("image_size", "width", "depth", "stage1_epochs", "batch_size", "stage1_lr")
+        tag = hashlib.sha256(json.dumps({k: self.params[k] for k in keys} | {"seed": self.seed, "v": self.version},
+                                        sort_keys=True).encode()).hexdigest()[:10]
+        safe = "".join(c if c.isalnum() or c in "._-@+" else "-" for c in dataset_id)
+        return Path(root) / f"cnn-pinn-stage1__{safe}__{tag}.pt"
+
+    def predict_potential(self, dv: np.ndarray) -> np.ndarray:
+        """Stage 1: (M,) or (B, M) dV -> (P, n, n) or (B, P, n, n) potential images (V)."""
+        if self.stage1 is None:
+            raise RuntimeError("stage 1 is not trained: call fit() or load a checkpoint")
+        one = np.ndim(dv) == 1
+        d = torch.as_tensor(np.atleast_2d(dv) / self.norm["dv_scale"], dtype=torch.float32, device=self.device)
+        self.stage1.eval()
+        with torch.no_grad():
+            out = self.stage1(d).cpu().numpy().astype(np.float64)
+        U = self.norm["U_mean"][None] + self.norm["U_std"] * out
+        return U[0] if one else U
+
+    # ------------------------------------------------------------------ stage 1 training
+    def fit(self, train, val) -> None:
+        self._torch_setup()
+        n = int(self.params["image_size"])
+        did = _dataset_id(train)
+        path = self.checkpoint_path(did)
+        state = torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
+        if state is not None and state.get("complete"):
+            self._load_state(state)
+            return
+        dv_tr, U_tr, m_tr = self._collect(train, n)
+        dv_va, U_va, m_va = self._collect(val, n) if len(val) else (dv_tr[:0], U_tr[:0], m_tr[:0])
+        P, M = U_tr.shape[1], dv_tr.shape[1]
+        mask_all = m_tr.all(axis=0)
+        U_mean = np.where(mask_all[None], (U_tr * m_tr[:, None]).sum(0) / np.maximum(m_tr.sum(0), 1)[None], 0.0)
+        resid = (U_tr - U_mean[None])[:, :, mask_all]
+        self.norm = {"dv_scale": float(np.sqrt(np.mean(dv_tr ** 2))) or 1.0, "U_mean": U_mean,
+                     "U_std": float(resid.std()) or 1.0, "mask": mask_all, "n_meas": M, "n_patterns": P}
+        self.stage1 = self.build_stage1(M, P)
+        opt = torch.optim.Adam(self.stage1.parameters(), lr=float(self.params["stage1_lr"]))
+        hist = {"epoch": [], "train_loss": [], "val_loss": [], "time_s": []}
+        best = (math.inf, None)
+        start_epoch = 0
+        if state is not None:  # resume an interrupted run
+            self.stage1.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            hist = state["history"]
+            start_epoch = state["epoch"] + 1
+            best = (state["best_val"], state["best_model"])
+        to = lambda a: torch.as_tensor(np.array(a, dtype=np.float32), device=self.device)  # noqa: E731
+        Xtr = to(dv_tr / self.norm["dv_scale"])
+        Ytr = to((U_tr - U_mean[None]) / self.norm["U_std"])
+        Mtr = to(np.broadcast_to(m_tr[:, None] & mask_all[None, None], U_tr.shape))
+        Xva = to(dv_va / self.norm["dv_scale"])
+        Yva = to((U_va - U_mean[None]) / self.norm["U_std"])
+        Mva = to(np.broadcast_to(m_va[:, None] & mask_all[None, None], U_va.shape))
+        gen = torch.Generator().manual_seed(self.seed)
+        bs = int(self.params["batch_size"])
+        t0 = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
+        epochs = int(self.params["stage1_epochs"])
+        for ep in range(start_epoch, epochs):
+            self.stage1.train()
+            perm = torch.randperm(len(Xtr), generator=gen)
+            tot, cnt = 0.0, 0
+            for b0 in range(0, len(perm), bs):
+                ib = perm[b0:b0 + bs]
+                if len(ib) < 2:
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = _masked_mse(self.stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
+                loss.backward()
+                opt.step()
+                tot += loss.item() * len(ib)
+                cnt += len(ib)
+            vl = self._val_loss(Xva, Yva, Mva) if len(Xva) else tot / max(cnt, 1)
+            hist["epoch"].append(ep)
+            hist["train_loss"].append(tot / max(cnt, 1))
+            hist["val_loss"].append(vl)
+            hist["time_s"].append(time.perf_counter() - t0)
+            if vl < best[0]:
+                best = (vl, {k: v.detach().clone() for k, v in self.stage1.state_dict().items()})
+            self._save(path, did, opt, hist, ep, best, complete=False)
+            if time.perf_counter() - t0 > float(self.params["fit_time_s"]):
+                break
+        if best[1] is not None:
+            self.stage1.load_state_dict(best[1])
+        self.fit_history = hist
+        self.trained_on = did
+        self._save(path, did, opt, hist, hist["epoch"][-1] if hist["epoch"] else -1, best, complete=True)
+
+    def _val_loss(self, X, Y, Mk) -> float:
+        self.stage1.eval()
+        with torch.no_grad():
+            tot = 0.0
+            for b0 in range(0, len(X), 64):
+                tot += float(_masked_mse(self.stage1(X[b0:b0 + 64]), Y[b0:b0 + 64], Mk[b0:b0 + 64])) * \
+                    len(X[b0:b0 + 64])
+        return tot / len(X)
+
+    def _collect(self, cases, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dvs, Us, ms = [], [], []
+        for k in range(len(cases)):
+            obs, target = cases[k]
+            pot = _training_potential(cases, k, target)
+            U, m = downsample_potential(pot, n)
+            dvs.append(np.asarray(obs["dv"], dtype=np.float64))
+            Us.append(U)
+            ms.append(m)
+        return np.array(dvs), np.array(Us), np.array(ms)
+
+    def _save(self, path: Path, did: str, opt, hist, epoch: int, best, complete: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"model": self.stage1.state_dict(), "optimizer": opt.state_dict(), "norm": self.norm,
+                 "history": hist, "epoch": epoch, "best_val": best[0], "best_model": best[1],
+                 "dataset_id": did, "params": self.params, "seed": self.seed, "version": self.version,
+                 "complete": complete}
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.norm = state["norm"]
+        self.stage1 = self.build_stage1(int(self.norm["n_meas"]), int(self.norm["n_patterns"]))
+        self.stage1.load_state_dict(state["best_model"] or state["model"])
+        self.fit_history = state["history"]
+        self.trained_on = state["dataset_id"]
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        self._load_state(torch.load(path, map_location=self.device, weights_only=False))
+
+    # ------------------------------------------------------------------ stage 2 per case
+    def solve(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        self._torch_setup()
+        cfg = self._cfg(observation)
+        n = int(self.params["image_size"])
+        geom = pinn_geometry(n, cfg)
+        U = self.predict_potential(np.asarray(observation["dv"], dtype=np.float64))
+        self.last_potential = U
+        sigma0 = float(cfg["background"])
+        net, hist = fit_sigma(U, geom, sigma0, epochs=int(self.params["epochs"]), lr=float(self.params["lr"]),
+                              weights=self.params.get("weights"), tv_form=self.params["tv_form"],
+                              width=int(self.params["pinn_width"]), n_hidden=int(self.params["pinn_hidden"]),
+                              time_limit_s=float(self.params["pinn_time_s"]), seed=self.seed, device=self.device,
+                              residual_form=self.params["residual_form"],
+                              pde_weight_scale=float(self.params["pde_weight_scale"]))
+        self.last_history = hist
+        mask = np.asarray(observation["mask"], bool)
+        sig = sigma_on_grid(net, mask.shape, 1.0, self.device)
+        out = sig - sigma0
+        out[~mask] = np.nan
+        return {"dsigma": out}
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
