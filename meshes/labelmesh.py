@@ -620,6 +620,9 @@ def mesh_label_image(
         try:
             if not own:
                 prev_model = gmsh.model.getCurrent()
+            # options are process-global in gmsh: another mesher (or the caller) may have changed them,
+            # so start from the defaults every time -- the mesh must not depend on what ran before
+            gmsh.option.restoreDefaults()
             gmsh.model.add("phantombench_labelmesh")
             opt = gmsh.option.setNumber
             opt("General.Terminal", 0)
