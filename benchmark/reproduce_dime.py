@@ -51,12 +51,12 @@ class DimeBudget:
 
 
 BUDGETS: dict[str, DimeBudget] = {
-    "smoke": DimeBudget(12, 3, 2, 8, 4, 64, 4, 150, 50, 1,
-                        "12 training phantoms, 150 steps of a width-8 UNet on 64-pixel patches, 1 repeat "
-                        "(minutes on 2 CPU cores; checks the pipeline, not the paper's accuracy)"),
-    "paper": DimeBudget(200, 16, 8, 16, 4, 96, 8, 6000, 250, 3,
-                        "200 training phantoms, 6000 steps (batch 8, 96-pixel patches) of a width-16 UNet, "
-                        "3 repeats"),
+    "smoke": DimeBudget(12, 3, 2, 8, 4, 64, 8, 600, 100, 1,
+                        "12 training phantoms, 600 steps (batch 8, 64-pixel patches) of a width-8 UNet, 1 repeat "
+                        "(minutes on one CPU core; checks the pipeline end to end, far from the paper's budget)"),
+    "paper": DimeBudget(200, 16, 8, 16, 4, 96, 8, 4000, 250, 3,
+                        "200 training phantoms (160 train, 20 val), 4000 steps (batch 8, 96-pixel patches) of a "
+                        "width-16 UNet, 3 repeats (about 1 h per repeat on one shared CPU core)"),
 }
 
 SEEDS = {"train": 1001, "test": 2002, "mdev": 3003}   # distinct from the tuning sets (seed 100) and official sets
@@ -140,11 +140,10 @@ def run_dime(budget: str = "smoke", repeats: int | None = None, data_root: Path 
 
     ``seconds`` caps the CNN's training wall time per repeat (default: no cap beyond the solver's fit budget);
     ``width``/``steps`` override the budget's network width and training steps; ``threads`` sets torch's CPU
-    threads (default 2); ``work_dir`` holds checkpoints and weights (default ``results/reproduce/dime-<budget>``).
+    threads (default 1: on a shared machine more threads can be much slower); ``work_dir`` holds checkpoints and weights (default ``results/reproduce/dime-<budget>``).
     """
     import torch
 
-    from phantombench.provenance import git_commit, hardware, package_versions
     from phantombench.solvers.base import Cases, resolve_device
     from phantombench.solvers.dime import DIME
     from phantombench.solvers.mre_direct import AHI, MDEV
@@ -206,15 +205,31 @@ def run_dime(budget: str = "smoke", repeats: int | None = None, data_root: Path 
         fit_s = time.perf_counter() - t0
         rd, exd = _score_set(task, ds_test, {"CNN": cnn, "AHI": ahi})
         rm, exm = _score_set(task, ds_mdev, {"CNN": cnn, "MDEV": mdev, "AHI": ahi})
-        results["runs"].append({"seed": r, "fit_s": fit_s, "test_dime": rd["CNN"], "test_mdev": rm["CNN"],
+        results["runs"].append({"seed": r, "fit_s": cnn.meta["train_seconds_total"], "fit_s_this_call": fit_s,
+                                "test_dime": rd["CNN"], "test_mdev": rm["CNN"],
                                 "steps_done": cnn.meta["steps_done"], "resumed_from_step": cnn.meta["resumed_from_step"],
                                 "stopped_early": cnn.meta["stopped_early"], "n_parameters": cnn.meta["n_parameters"],
                                 "best_val_loss": cnn.meta["best_val_loss"], "weights": cnn.meta["weights"]})
         histories.append(cnn.history)
         if r == 0:
             fig_examples = {"dime": exd["examples"], "mdev": exm["examples"]}
-        log(f"  CNN r {rd['CNN']['CC']:.3f} (dime test), {rm['CNN']['CC']:.3f} (mdev test); fit {fit_s:.0f} s")
+        if r < repeats - 1:   # a partial report after every repeat (a long run that is stopped keeps its numbers)
+            _write(results, fig_examples, histories, out_dir, t_all, t_data, dev, threads)
+        log(f"  CNN r {rd['CNN']['CC']:.3f} (dime test), {rm['CNN']['CC']:.3f} (mdev test); training "
+            f"{cnn.meta['train_seconds_total']:.0f} s" + (f" (resumed at step {cnn.meta['resumed_from_step']})"
+                                                          if cnn.meta["resumed_from_step"] else ""))
 
+    return _write(results, fig_examples, histories, out_dir, t_all, t_data, dev, threads)
+
+
+def _write(results, fig_examples, histories, out_dir: Path, t_all: float, t_data: float, dev: str,
+           threads: int) -> Path:
+    """Aggregate the repeats done so far and write dime.md, dime.json and the figures."""
+    import torch
+
+    from phantombench.provenance import git_commit, hardware, package_versions
+
+    results["repeats_done"] = len(results["runs"])
     results["cnn"] = {
         where: {k: _stats([run[where][k] for run in results["runs"]]) for k in
                 ("CC", "R2", "MARE", "pooled_CC", "pooled_R2", "solve_s")}
@@ -267,10 +282,12 @@ def _figures(examples: dict[str, Any], histories: list, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("mdev-liver test (CNN, AHI at 60 Hz; MDEV 30-90 Hz)", ex) for ex in examples.get("mdev", [])[:1]]
-    rows += [("dime-liver test (60 Hz)", ex) for ex in examples.get("dime", [])[:1]]
+    rows = [("mdev-liver test phantom\nCNN, AHI: 60 Hz; MDEV: 30-90 Hz", ex) for ex in examples.get("mdev", [])[:1]]
+    rows += [("dime-liver test phantom\n60 Hz", ex) for ex in examples.get("dime", [])[:1]]
     cols = ("truth", "CNN", "MDEV", "AHI")
-    fig, axes = plt.subplots(len(rows), 4, figsize=(13, 3.4 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(13, 3.3 * len(rows)), squeeze=False)
+    from phantombench import metrics as M
+
     for k, (title, ex) in enumerate(rows):
         m, body = ex["mask"], ex["body"]
         t = ex["truth"]
@@ -282,19 +299,20 @@ def _figures(examples: dict[str, Any], histories: list, out_dir: Path) -> None:
             img = t if c == "truth" else ex["pred"].get(c)
             ax.set_xticks([])
             ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(title, fontsize=9)
             if img is None:
-                ax.text(0.5, 0.5, "n/a (one frequency)", ha="center", va="center", transform=ax.transAxes)
-                ax.set_title(c)
+                ax.text(0.5, 0.5, f"{c}: n/a\n(one frequency)", ha="center", va="center", transform=ax.transAxes)
+                for sp in ax.spines.values():
+                    sp.set_visible(False)
                 continue
             ax.imshow(np.where(body, 0.15, np.nan)[box], cmap="gray", vmin=0, vmax=1)
             im = ax.imshow(np.where(m, img / 1e3, np.nan)[box], cmap="viridis", vmin=0, vmax=vmax / 1e3)
             if c == "truth":
-                ax.set_title(f"truth |G*| -- {title}", fontsize=8, loc="left")
+                ax.set_title("truth |G*|", fontsize=10)
             else:
-                from phantombench import metrics as M
-
-                ax.set_title(f"{c}: r {M.pearson(img, t, m):.2f}, MARE {M.mare(img, t, m):.0f} %", fontsize=9)
-        fig.colorbar(im, ax=axes[k].tolist(), shrink=0.8, label="|G*| [kPa]")
+                ax.set_title(f"{c}: r {M.pearson(img, t, m):.2f}, MARE {M.mare(img, t, m):.0f} %", fontsize=10)
+        fig.colorbar(im, ax=axes[k].tolist(), shrink=0.85, label="|G*| [kPa]")
     fig.savefig(out_dir / "dime.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
 
@@ -333,7 +351,9 @@ def render(res: dict[str, Any]) -> str:
     L = [
         "# P2 DIME: deep-learning inversion for MR elastography -- reproduction",
         "",
-        f"`phantombench reproduce dime --budget {res['budget']} --repeats {n}` (generated; do not edit by hand).",
+        f"`phantombench reproduce dime --budget {res['budget']} --repeats {n}` (generated; do not edit by hand)."
+        + ("" if res["repeats_done"] == n else
+           f" **Partial: {res['repeats_done']} of {n} repeats done when this was written.**"),
         "",
         f"Budget `{res['budget']}`: {res['budget_note']}. Network: UNet, width {res['width']}, depth {b['depth']}, "
         f"{res['runs'][0]['n_parameters'] / 1e6:.2f} M parameters; {res['steps']} steps of batch {b['batch']} "
@@ -343,8 +363,8 @@ def render(res: dict[str, Any]) -> str:
         "",
         "Pearson r and R^2 of |G*| against the ground truth over the liver (the `mre` task's scored region, |G*| "
         "at 60 Hz). *Per phantom*: over each phantom's liver pixels, mean over the phantoms. *Pooled*: over the "
-        f"liver pixels of all test phantoms at once. CNN: mean +- std over {n} training repeat(s) (seeds "
-        f"0..{n - 1}); AHI and MDEV are deterministic (one run).",
+        f"liver pixels of all test phantoms at once. CNN: mean +- std over {res['repeats_done']} training "
+        f"repeat(s) (seeds 0..{res['repeats_done'] - 1}); AHI and MDEV are deterministic (one run).",
         "",
         "| method | test set | paper r | paper R^2 | r (per phantom) | R^2 (per phantom) | r (pooled) | "
         "R^2 (pooled) | MARE % |",
@@ -411,7 +431,8 @@ def render(res: dict[str, Any]) -> str:
         "## Time and hardware",
         "",
         f"* wall time {res['wall_s']:.0f} s in all: data {res['data_s']:.0f} s (generation, or 0 when reused), "
-        f"CNN training {_pm(res['fit_s'], '{:.0f}')} s per repeat.",
+        f"CNN training {_pm(res['fit_s'], '{:.0f}')} s per repeat (training loop wall time, summed over resumed "
+        "runs; checkpoints in the work folder are reused when the same command runs again).",
         f"* inference per phantom (median): CNN {_pm(cn['test_dime']['solve_s'], '{:.3f}')} s, "
         f"AHI {bl['test_dime']['AHI']['solve_s']:.3f} s, MDEV (7 frequencies) {bl['test_mdev']['MDEV']['solve_s']:.3f} s.",
         f"* hardware: {hw['cpu']} ({hw['cores']} cores), device `{hw['device']}`"

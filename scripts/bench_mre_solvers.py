@@ -72,18 +72,21 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     threads = [int(t) for t in args.threads.split(",") if t]
     print()
-    print("DIME-style CNN (input 256 x 256, 3 channels: Re, Im, mask; features='raw')")
+    feats = Dm.DIME.defaults["features"]
+    x_full = torch.from_numpy(Dm.make_input(np.asarray(obs_d["u"])[0], np.asarray(obs_d["mask"], bool),
+                                            features=feats))[None]
+    in_ch = x_full.shape[1]
+    print(f"DIME-style CNN (input 256 x 256, {in_ch} channels, features={feats!r})")
     print(f"  {'config':8s} {'params':>8s} {'device':8s} {'threads':>7s} {'train step':>11s} {'patch px/s':>11s} "
           f"{'infer 256^2':>12s} {'solve()':>9s}")
-    x_full = torch.from_numpy(Dm.make_input(np.asarray(obs_d["u"])[0], np.asarray(obs_d["mask"], bool)))[None]
     for cname, c in configs:
         for dev in devices:
             for th in (threads if dev == "cpu" else [threads[-1]]):
                 torch.set_num_threads(th)
                 torch.manual_seed(0)
-                net = Dm.build_unet(3, 2, c["width"], c["depth"]).to(dev)
+                net = Dm.build_unet(in_ch, 2, c["width"], c["depth"]).to(dev)
                 opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-                xb = torch.randn(c["batch"], 3, c["crop"], c["crop"], device=dev)
+                xb = torch.randn(c["batch"], in_ch, c["crop"], c["crop"], device=dev)
                 yb = torch.randn(c["batch"], 2, c["crop"], c["crop"], device=dev)
 
                 def step(net=net, opt=opt, xb=xb, yb=yb, dev=dev):
@@ -113,7 +116,10 @@ def main() -> None:
                 print(f"  {cname:8s} {Dm.n_parameters(net) / 1e6:7.2f}M {dev:8s} {th:7d} {t_step * 1e3:9.0f} ms "
                       f"{px / 1e3:9.0f} k {t_inf * 1e3:10.0f} ms {t_solve * 1e3:7.0f} ms")
     print()
-    print("solve() = input scaling + network + decoding; train step = forward + backward + AdamW on one batch.")
+    print("solve() = input scaling and wave features + network + decoding; train step = forward + backward + AdamW "
+          "on one batch.")
+    print("threads > 1 on a shared 2-core machine can be much slower (OpenMP threads wait on busy cores): the "
+          "solver's default is threads=1.")
 
 
 if __name__ == "__main__":

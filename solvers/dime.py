@@ -321,7 +321,7 @@ class DIME(Solver):
         ckdir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] else (
             Path(os.environ.get("PHANTOMBENCH_CACHE", Path.home() / ".cache" / "phantombench")) / "dime" / key)
         ckpt_path = ckdir / "checkpoint.pt"
-        step, best, best_state, history = 0, math.inf, None, []
+        step, best, best_state, history, secs_before = 0, math.inf, None, [], 0.0
         if ckpt_path.exists():
             ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
             if ck.get("key") == key:
@@ -330,6 +330,7 @@ class DIME(Solver):
                 sched.load_state_dict(ck["sched"])
                 scaler.load_state_dict(ck["scaler"])
                 step, best, best_state, history = ck["step"], ck["best"], ck["best_state"], ck["history"]
+                secs_before = float(ck.get("train_seconds", 0.0))
                 rng.bit_generator.state = ck["rng"]
                 torch.set_rng_state(ck["torch_rng"])
         resumed_from = step
@@ -406,7 +407,8 @@ class DIME(Solver):
             _atomic_save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "scaler": scaler.state_dict(), "step": step, "best": best,
                           "best_state": best_state, "history": history, "rng": rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state()}, ckpt_path)
+                          "torch_rng": torch.get_rng_state(),
+                          "train_seconds": secs_before + time.perf_counter() - t_train}, ckpt_path)
 
         with _progress(bool(p["progress"])) as prog:
             tid = prog.add_task("fit", total=steps, completed=step, info="") if prog else None
@@ -427,7 +429,8 @@ class DIME(Solver):
                 if step % int(p["val_every"]) == 0 or step == steps or out_of_time:
                     v = validate()
                     rec = {"step": step, "train_loss": run_loss / max(run_n, 1), **v,
-                           "lr": float(sched.get_last_lr()[0]), "seconds": round(time.perf_counter() - t_train, 2)}
+                           "lr": float(sched.get_last_lr()[0]),
+                           "seconds": round(secs_before + time.perf_counter() - t_train, 2)}
                     history.append(rec)
                     run_loss, run_n = 0.0, 0
                     if v["val_loss"] < best:
@@ -453,7 +456,8 @@ class DIME(Solver):
             "in_channels": in_ch, "params": {k: p[k] for k in _KEY_PARAMS}, "seed": self.seed,
             "n_parameters": n_parameters(model), "dataset": {"train": _dataset_id(train), "val": _dataset_id(val)},
             "steps_done": step, "resumed_from_step": resumed_from, "stopped_early": stopped_early,
-            "train_seconds_this_run": round(seconds, 2), "best_val_loss": best, "device": self.device,
+            "train_seconds_this_run": round(seconds, 2), "train_seconds_total": round(secs_before + seconds, 2),
+            "best_val_loss": best, "device": self.device,
             "checkpoint": str(ckpt_path), "key": key,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
