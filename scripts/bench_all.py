@@ -29,7 +29,11 @@ def main() -> None:
     out_dir.mkdir(exist_ok=True)
     log = out_dir / "bench.txt"
     with log.open("w") as fh:
-        head = f"# phantombench benchmarks, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n"
+        import os
+
+        load = os.getloadavg()[0]
+        head = (f"# phantombench benchmarks, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+                f"load average {load:.1f} at start\n")
         fh.write(head)
         print(head, end="")
         for name in chosen:
