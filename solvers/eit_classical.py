@@ -427,6 +427,7 @@ class Tikhonov(LinearisedEIT):
 class TotalVariation(LinearisedEIT):
     name = "tv"
     version = "1.0.0"
+    time_budget_s = 120.0  # ~25-35 Newton steps: ~1 s per case with 16 measurements, ~5-15 s with 208
     defaults = {**LinearisedEIT.defaults, "alpha": 1e-3, "max_iter": 100, "tol": 1e-6}
 
     def reconstruct_cells(self, op, dv):

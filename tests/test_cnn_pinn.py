@@ -186,3 +186,15 @@ def test_smoke_training_lowers_loss_and_improves_the_potential(small_data, tmp_p
     # measured 4.023 -> 3.971 over 60 epochs
     assert np.mean(ph["total"][-5:]) < 0.995 * ph["total"][0], (ph["total"][0], ph["total"][-5:])
     assert min(ph["total"]) < ph["total"][0]
+
+
+def test_forward_mode_gradient_matches_autograd():
+    torch.manual_seed(0)
+    net = cp.SigmaMLP(16, 4, sigma0=1.0).double()
+    xy = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
+    s, g = net.value_and_grad(xy)
+    xy2 = xy.clone().requires_grad_(True)
+    s2 = net(xy2)
+    (g2,) = torch.autograd.grad(s2.sum(), xy2)
+    torch.testing.assert_close(s, s2.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g, g2, rtol=1e-10, atol=1e-12)
