@@ -32,6 +32,7 @@ from phantombench.cli import CliError, app, err, handle_errors, out
 PAPERS: dict[str, str] = {
     "elunet": "phantombench.reproduce:run_elunet",
     "dime": "phantombench.reproduce_dime:run_dime",
+    "cnn-pinn-eit": "phantombench.reproduce_eit:run_cnn_pinn_eit",
 }
 BUDGET_NAMES = ("smoke", "paper")   # every paper offers these two
 
