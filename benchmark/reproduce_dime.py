@@ -422,7 +422,7 @@ def render(res: dict[str, Any]) -> str:
         "",
         "* compute: the network here has "
         f"{res['runs'][0]['n_parameters'] / 1e6:.1f} M parameters and trains for {_pm(res['fit_s'], '{:.0f}')} s "
-        "per repeat on one shared CPU core (loss curves: `dime_training.png`); the paper trained on a GPU;",
+        "per repeat on one shared CPU core (loss curves: `dime_training.png`);",
         "* data: one anterior driver and 2D out-of-plane waves that decay with depth (the liver-mre card: median |U| "
         "over the liver 1-3 % of the driver amplitude) at SNR 30 referred to the liver RMS, so the deep liver sits "
         "near the noise floor for every method;",
