@@ -22,8 +22,9 @@ condition dU/dn = 0), the image is reflect-padded, smoothed by a small Gaussian 
 filtered in k-space by a Butterworth filter ``1 / sqrt(1 + (|kappa| / kappa_c)^(2 n))`` with cut-off spatial
 frequency ``kappa_c = 1 / cutoff_wavelength`` (cycles per metre). The Laplacian is the 5-point finite
 difference on the pixel grid (spacing (dy, dx)), evaluated on the filtered field and masked to the tissue.
-Results are clipped to [``g_min``, ``g_max``] Pa and phi to [0, pi/2], and are defined on every pixel (values
-outside the mask are filled from the nearest tissue pixel so the arrays are finite everywhere).
+Results are clipped to [``g_min``, ``g_max``] Pa and phi to [0, pi/2]; estimates within ``edge_px`` pixels of
+the tissue edge (where the filter reaches into the filled outside) and outside the mask are replaced by the
+nearest estimate further inside, so the arrays are finite everywhere.
 
 In-plane fields (C = 2, ``plane_strain``) are treated component by component (the Laplacian of each component
 obeys the same Helmholtz equation only where div U ~ 0; a curl operator would remove the compressional part and
@@ -146,10 +147,17 @@ def preprocess(u: np.ndarray, mask: np.ndarray, spacing: tuple[float, float], *,
     return uf, lap
 
 
+def edge_valid(mask: np.ndarray, edge_px: int) -> np.ndarray:
+    """Tissue pixels at least ``edge_px`` pixels inside the mask edge (at least the 5-point stencil's 1)."""
+    inner = ndimage.binary_erosion(mask, iterations=max(int(edge_px), 1), border_value=0)
+    return inner if inner.any() else stencil_inside(mask)
+
+
 def finish(abs_g: np.ndarray, phi: np.ndarray, mask: np.ndarray, valid: np.ndarray, g_min: float,
-           g_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """Clip and fill non-finite or invalid pixels from the nearest valid pixel (finite everywhere)."""
-    ok = valid & np.isfinite(abs_g) & np.isfinite(phi)
+           g_max: float, edge_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clip; fill non-finite or invalid pixels, and those within ``edge_px`` of the mask edge, from the nearest
+    valid pixel (finite everywhere)."""
+    ok = valid & edge_valid(mask, edge_px) & np.isfinite(abs_g) & np.isfinite(phi)
     if not ok.any():
         ok = mask & np.isfinite(abs_g) & np.isfinite(phi)
     if not ok.any():
@@ -163,13 +171,13 @@ def finish(abs_g: np.ndarray, phi: np.ndarray, mask: np.ndarray, valid: np.ndarr
 # ------------------------------------------------------------------------------------------ inversions
 def ahi(u: np.ndarray, omega: float, rho: float, spacing: tuple[float, float], mask: np.ndarray, *,
         window_px: float = 1.0, smooth_px: float = 0.0, cutoff_wavelength: float | None = 0.008, order: int = 3,
-        g_min: float = 50.0, g_max: float = 2e5) -> tuple[np.ndarray, np.ndarray]:
+        g_min: float = 50.0, g_max: float = 2e5, edge_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Algebraic Helmholtz inversion of one frequency. ``u``: complex (C, H, W) or (H, W). Returns (|G*|, phi)."""
     u = np.asarray(u, np.complex128)
     if u.ndim == 2:
         u = u[None]
     uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order)
-    valid = stencil_inside(mask)
+    valid = edge_valid(mask, edge_px)   # the least-squares window only averages reliable pixels
     num = np.where(valid, (uf * np.conj(lap)).sum(axis=0), 0)
     den = np.where(valid, (np.abs(lap) ** 2).sum(axis=0), 0)
     if window_px and window_px > 0:
@@ -178,12 +186,12 @@ def ahi(u: np.ndarray, omega: float, rho: float, spacing: tuple[float, float], m
         den = gaussian_smooth(den, window_px) / np.maximum(gaussian_smooth(w, window_px), 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = -rho * omega**2 * num / den
-    return finish(np.abs(g), np.angle(g), mask, valid & (den > 0), g_min, g_max)
+    return finish(np.abs(g), np.angle(g), mask, valid & (den > 0), g_min, g_max, edge_px)
 
 
 def mdev(u: np.ndarray, omegas: np.ndarray, rho: float, spacing: tuple[float, float], mask: np.ndarray, *,
          smooth_px: float = 0.0, cutoff_wavelength: float | None = 0.008, order: int = 3, g_min: float = 50.0,
-         g_max: float = 2e5) -> tuple[np.ndarray, np.ndarray]:
+         g_max: float = 2e5, edge_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """MDEV inversion. ``u``: complex (F, C, H, W); ``omegas`` (F,) rad/s. Returns (|G*|, phi)."""
     u = np.asarray(u, np.complex128)
     uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order)
@@ -196,20 +204,25 @@ def mdev(u: np.ndarray, omegas: np.ndarray, rho: float, spacing: tuple[float, fl
     with np.errstate(divide="ignore", invalid="ignore"):
         abs_g = num_g / den_g
         phi = np.arccos(np.clip(num_p / den_p, -1.0, 1.0))
-    return finish(abs_g, phi, mask, valid & (den_g > 0), g_min, g_max)
+    return finish(abs_g, phi, mask, valid & (den_g > 0), g_min, g_max, edge_px)
 
 
 # ------------------------------------------------------------------------------------------ solvers
 # defaults tuned on separate tuning sets (dime-liver and mdev-liver, seed 100, 6 and 3 phantoms; SNR 30), never on
 # a test set: strong low-pass filtering wins because the deep liver sits near the noise floor (see the card)
-_COMMON = {"order": 3, "g_min": 50.0, "g_max": 2e5}
+# edge_px: the filtered field and its Laplacian are unreliable within about the filter's reach of the tissue
+# edge (the outside is only a nearest-value fill: right for a traction-free skin, wrong at a driver or an
+# absorbing edge); estimates there are replaced by the nearest estimate 6 px (9 mm) inside. On the homogeneous
+# box this takes the whole-box MARE from 9.0 % to 2.6 % (AHI) and 7.2 % to 1.6 % (MDEV); liver scores on the
+# tuning sets are unchanged (the liver lies deeper than 6 px below the skin).
+_COMMON = {"order": 3, "g_min": 50.0, "g_max": 2e5, "edge_px": 6}
 
 
 class AHI(Solver):
     """Algebraic Helmholtz inversion (single frequency, the one nearest ``frequency``)."""
 
     name = "ahi"
-    version = "1.0.0"
+    version = "1.1.0"
     tasks = ("mre",)
     time_budget_s = 30.0
     defaults = {**_COMMON, "frequency": 60.0, "window_px": 1.5, "cutoff_wavelength": 0.025, "smooth_px": 0.0}
@@ -220,7 +233,8 @@ class AHI(Solver):
         j = int(np.argmin(np.abs(freqs - float(p["frequency"]))))
         abs_g, phi = ahi(u[j], 2 * np.pi * freqs[j], rho, spacing, mask, window_px=float(p["window_px"]),
                          smooth_px=float(p["smooth_px"]), cutoff_wavelength=p["cutoff_wavelength"],
-                         order=int(p["order"]), g_min=float(p["g_min"]), g_max=float(p["g_max"]))
+                         order=int(p["order"]), g_min=float(p["g_min"]), g_max=float(p["g_max"]),
+                         edge_px=int(p["edge_px"]))
         return {"abs_G": abs_g, "phi": phi}
 
 
@@ -228,7 +242,7 @@ class MDEV(Solver):
     """Multifrequency dual elasto-visco inversion over every frequency of the observation."""
 
     name = "mdev"
-    version = "1.0.0"
+    version = "1.1.0"
     tasks = ("mre",)
     time_budget_s = 60.0
     defaults = {**_COMMON, "cutoff_wavelength": 0.02, "smooth_px": 1.5}
@@ -238,7 +252,7 @@ class MDEV(Solver):
         p = self.params
         abs_g, phi = mdev(u, 2 * np.pi * freqs, rho, spacing, mask, smooth_px=float(p["smooth_px"]),
                           cutoff_wavelength=p["cutoff_wavelength"], order=int(p["order"]),
-                          g_min=float(p["g_min"]), g_max=float(p["g_max"]))
+                          g_min=float(p["g_min"]), g_max=float(p["g_max"]), edge_px=int(p["edge_px"]))
         return {"abs_G": abs_g, "phi": phi}
 
 
