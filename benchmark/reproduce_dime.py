@@ -140,7 +140,8 @@ def run_dime(budget: str = "smoke", repeats: int | None = None, data_root: Path 
 
     ``seconds`` caps the CNN's training wall time per repeat (default: no cap beyond the solver's fit budget);
     ``width``/``steps`` override the budget's network width and training steps; ``threads`` sets torch's CPU
-    threads (default 1: on a shared machine more threads can be much slower); ``work_dir`` holds checkpoints and weights (default ``results/reproduce/dime-<budget>``).
+    threads (default 1: on a shared machine more threads can be much slower); ``work_dir`` holds checkpoints and
+    weights (default ``results/reproduce/dime-<budget>``).
     """
     import torch
 
@@ -450,9 +451,12 @@ def render(res: dict[str, Any]) -> str:
         "",
         "## Time and hardware",
         "",
-        f"* wall time {res['wall_s']:.0f} s in all: data {res['data_s']:.0f} s (generation, or 0 when reused), "
-        f"CNN training {_pm(res['fit_s'], '{:.0f}')} s per repeat (training loop wall time, summed over resumed "
-        "runs; checkpoints in the work folder are reused when the same command runs again).",
+        f"* CNN training {_pm(res['fit_s'], '{:.0f}')} s per repeat (training-loop wall time, summed over resumed "
+        "runs; finished checkpoints in the work folder are reused when the same command runs again).",
+        "* data generation (from the manifests, dask workers on this machine): "
+        + ", ".join(f"{k.replace('_', ' ')} {d[k]['generation_wall_s']:.0f} s" for k in ("train", "test_dime", "test_mdev")
+                    if d[k].get("generation_wall_s") is not None) + ".",
+        f"* this invocation: {res['wall_s']:.0f} s wall (data {res['data_s']:.0f} s: generation, or ~0 when reused).",
         f"* inference per phantom (median): CNN {_pm(cn['test_dime']['solve_s'], '{:.3f}')} s, "
         f"AHI {bl['test_dime']['AHI']['solve_s']:.3f} s, MDEV (7 frequencies) {bl['test_mdev']['MDEV']['solve_s']:.3f} s.",
         f"* hardware: {hw['cpu']} ({hw['cores']} cores), device `{hw['device']}`"
