@@ -151,3 +151,48 @@ def test_solvers_return_task_grid_with_nan_outside(datasets):
     assert np.isnan(out[~np.asarray(obs["mask"], bool)]).all()
     pred, reason = TASK.validate({"dsigma": out}, t)
     assert reason is None
+
+
+# ------------------------------------------------------------------------------------------ reproduce
+def _fake_report(methods):
+    st = {k: {"mean": 0.5, "std": 0.01, "n": 2} for k in ("SSIM", "CC", "RIE")}
+    return {
+        "budget": "smoke", "budget_spec": {"note": "n"}, "repeats": 2,
+        "timings": {"total_s": 1.0}, "provenance": {"hardware": {"cpu": "x", "cores": 2}, "git_commit": "c"},
+        "device": "cpu",
+        "datasets": {"test": {c: {"n": 3, "name": "eit/x", "version": "1", "content_hash": "h", "snr_db": 20.0}
+                              for c in (1, 2, 3)}, "train": [], "n_train": 1, "n_val": 1},
+        "results": {m: {c: {"stats": st} for c in (1, 2, 3)} for m in methods},
+        "hyperparameters": {}, "selection": {}, "stage1": [], "solve_time_s": {},
+    }
+
+
+def test_reproduce_table_has_both_columns_for_every_table2_row():
+    from phantombench.reproduce_eit import METHODS, PAPER_ROW, render
+
+    md = render(_fake_report(METHODS))
+    for c in (1, 2, 3):
+        block = md.split(f"## Case {c}:")[1].split("##")[0]
+        rows = [r for r in block.splitlines() if r.startswith("| ") and not r.startswith("| method")]
+        assert {r.split("|")[1].strip() for r in rows} == {m for m in METHODS if m in PAPER_ROW}
+        for r in rows:
+            cells = [x.strip() for x in r.split("|")[2:-1]]
+            assert len(cells) == 6 and all(x and x != "—" for x in cells), r
+    assert "Tikhonov" in md.split("## Not in Table II")[1]
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_writes_the_report(tmp_path):
+    """The whole smoke protocol (datasets, baselines, stage-1 training, PINN per case): minutes on 2 cores."""
+    from phantombench.reproduce_eit import run_cnn_pinn_eit
+
+    path = run_cnn_pinn_eit("smoke", data_root=tmp_path / "data", out_dir=tmp_path / "out", log=lambda *_: None)
+    md = path.read_text()
+    assert (tmp_path / "out" / "cnn-pinn-eit.png").stat().st_size > 10_000
+    for c in (1, 2, 3):
+        block = md.split(f"## Case {c}:")[1].split("##")[0]
+        rows = [r for r in block.splitlines() if r.startswith("| ") and not r.startswith("| method")]
+        assert len(rows) == 4
+        for r in rows:
+            cells = [x.strip() for x in r.split("|")[2:-1]]
+            assert all("±" in x for x in cells[0::2]) and all(float(x) > -1 for x in cells[1::2])
