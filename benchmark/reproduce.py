@@ -52,7 +52,7 @@ def _load(name: str):
 @app.command("reproduce")
 @handle_errors
 def reproduce_cmd(
-    paper: Annotated[str, typer.Argument(help="Paper to reproduce: elunet (P1), dime (P2).")],
+    paper: Annotated[str, typer.Argument(help="Paper to reproduce: elunet (P1), dime (P2), cnn-pinn-eit (P3).")],
     budget: Annotated[str, typer.Option("--budget", help="smoke (minutes, CI) or paper (the paper's protocol).")
                       ] = "smoke",
     repeats: Annotated[int | None, typer.Option("--repeats", help="Runs per model and case (seeds 0..N-1); "

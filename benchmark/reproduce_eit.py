@@ -143,7 +143,7 @@ def _score_all(task, solver, cases, keep: int = 1) -> tuple[dict[str, list[float
 
 def _stats(v: list[float]) -> dict[str, Any]:
     a = np.asarray(v, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else None, "n": int(a.size)}
 
 
 def run_cnn_pinn_eit(budget: str = "smoke", repeats: int | None = None, data_root: Path = Path("data"),
@@ -349,7 +349,8 @@ def _case(d: dict, c: int):
 
 
 def _pm(st: dict[str, Any]) -> str:
-    return f"{st['mean']:.4f} ± {st['std']:.4f}"
+    std = "n/a (1 run)" if st.get("std") is None else f"{st['std']:.4f}"
+    return f"{st['mean']:.4f} ± {std}"
 
 
 def render(rep: dict[str, Any]) -> str:
