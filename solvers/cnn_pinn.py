@@ -62,6 +62,8 @@ Choices the paper leaves open, made here and stated:
   ``width * 2**k`` channels, each level 2 x [3x3 conv + batch norm + ReLU], 2x2 max-pool down, bilinear x2
   up + 3x3 conv, skip connections, 1x1 conv head; it predicts ``(U - mean U_train) / std`` per pattern.
   Adam (lr 1e-3), masked MSE, ``stage1_epochs`` epochs, the checkpoint with the best validation loss kept.
+  ``amp="bf16"`` runs the stage-1 network under bfloat16 autocast (loss in float32; default ``"off"``). Stage 2
+  always runs in float32: its loss is built from derivatives of sigma and of the potential.
 
 Parameters that must reach the solver from the dataset config (protocol, electrodes, background): see
 :func:`phantombench.solvers.eit_classical.eit_config`.
@@ -418,7 +420,7 @@ class CNNPINN(Solver):
         "epochs": 2000, "lr": 1e-3, "pinn_width": 64, "pinn_hidden": 4, "pinn_time_s": 500.0,
         "tv_form": "squared", "weights": None, "checkpoint_dir": None, "config": None, "threads": 1,
         "fit_time_s": 3300.0, "residual_form": "log",
-        "pde_weight_scale": 100.0,
+        "pde_weight_scale": 100.0, "amp": "off",
     }
 
     def __init__(self, *a, **kw):
@@ -463,6 +465,14 @@ class CNNPINN(Solver):
         X, Y = disk_grid(1.0, n, n).centres()
         return np.stack([X, Y, (X ** 2 + Y ** 2 < 1.0).astype(np.float64)]).astype(np.float32)
 
+    def _stage1(self, dv: torch.Tensor) -> torch.Tensor:
+        """Stage-1 forward, under bfloat16 autocast when ``amp="bf16"``; float32 out."""
+        amp = str(self.params["amp"])
+        if amp not in ("off", "bf16"):
+            raise ValueError(f"amp must be 'off' or 'bf16' (got {amp!r})")
+        with torch.autocast(dv.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            return self.stage1(dv).float()
+
     def build_stage1(self, n_meas: int, n_patterns: int) -> Stage1:
         n = int(self.params["image_size"])
         torch.manual_seed(self.seed)
@@ -473,8 +483,10 @@ class CNNPINN(Solver):
         root = self.params.get("checkpoint_dir") or os.environ.get("PHANTOMBENCH_CHECKPOINTS") or \
             Path.home() / ".cache" / "phantombench" / "checkpoints"
         keys = ("image_size", "width", "depth", "stage1_epochs", "batch_size", "stage1_lr")
-        tag = hashlib.sha256(json.dumps({k: self.params[k] for k in keys} | {"seed": self.seed, "v": self.version},
-                                        sort_keys=True).encode()).hexdigest()[:10]
+        blob = {k: self.params[k] for k in keys} | {"seed": self.seed, "v": self.version}
+        if self.params["amp"] != "off":  # (float32 runs keep the tags they had before the option existed)
+            blob["amp"] = self.params["amp"]
+        tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:10]
         safe = "".join(c if c.isalnum() or c in "._-@+" else "-" for c in dataset_id)
         return Path(root) / f"cnn-pinn-stage1__{safe}__{tag}.pt"
 
@@ -486,7 +498,7 @@ class CNNPINN(Solver):
         d = torch.as_tensor(np.atleast_2d(dv) / self.norm["dv_scale"], dtype=torch.float32, device=self.device)
         self.stage1.eval()
         with torch.no_grad():
-            out = self.stage1(d).cpu().numpy().astype(np.float64)
+            out = self._stage1(d).cpu().numpy().astype(np.float64)
         U = self.norm["U_mean"][None] + self.norm["U_std"] * out
         return U[0] if one else U
 
@@ -542,7 +554,7 @@ class CNNPINN(Solver):
                 if len(ib) < 2:
                     continue
                 opt.zero_grad(set_to_none=True)
-                loss = _masked_mse(self.stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
+                loss = _masked_mse(self._stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
                 loss.backward()
                 opt.step()
                 tot += loss.item() * len(ib)
@@ -568,7 +580,7 @@ class CNNPINN(Solver):
         with torch.no_grad():
             tot = 0.0
             for b0 in range(0, len(X), 64):
-                tot += float(_masked_mse(self.stage1(X[b0:b0 + 64]), Y[b0:b0 + 64], Mk[b0:b0 + 64])) * \
+                tot += float(_masked_mse(self._stage1(X[b0:b0 + 64]), Y[b0:b0 + 64], Mk[b0:b0 + 64])) * \
                     len(X[b0:b0 + 64])
         return tot / len(X)
 

@@ -63,9 +63,13 @@ same batch statistics the loss saw). Seeds: ``torch.manual_seed(self.seed)`` at 
 Checkpoints: with ``checkpoint=PATH`` the whole training state (network, batch-norm statistics, adaptive weights,
 both optimisers, epoch, elapsed budget, history) is saved every ``checkpoint_every_s`` and at the end, tagged with
 the solver and a hash of the observation; a later ``solve`` of the same observation resumes from it and spends
-only the rest of the budget (bit-identical to an uninterrupted run on the same device; tested). No mixed precision:
-the equilibrium residual is a difference quotient of the stresses over 1/140 of the domain, which half precision
-(3 significant digits) would turn into noise.
+only the rest of the budget (bit-identical to an uninterrupted run on the same device; tested).
+
+Mixed precision (El-UNet only, ``amp="bf16"``, default ``"off"``): the encoder-decoder runs under bfloat16 autocast
+and the 1x1 output head in float32, so the (lam, mu, stress) maps the losses differentiate are float32 sums of
+bfloat16 features; every loss term is float32. Off by default because the equilibrium residual is a difference
+quotient over 1/140 of the domain, which bfloat16's 3 significant digits in the features make noisier; the cost in
+accuracy is measured in ``tests/test_elunet.py`` and the README. It pays only on GPUs with bf16 tensor cores.
 
 Budget clock: ``clock="wall"`` (the paper: wall seconds) or ``"cpu"`` (this process's CPU seconds, which gives
 every model the same compute on a shared, contended machine; use it with ``threads=1``).
@@ -330,6 +334,15 @@ class ElUNetNet(nn.Module):
         self.pool = nn.MaxPool2d(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def forward_amp(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Mixed precision: the features under ``dtype`` autocast, the linear head in float32."""
+        with torch.autocast(x.device.type, dtype=dtype):
+            f = self.features(x)
+        return self.head(f.float())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         need = 2 ** (len(self.downs) + 1)
         if min(x.shape[-2:]) < need:
             raise ValueError(f"a {len(self.downs) + 1}-level UNet needs images of at least {need} x {need} pixels "
@@ -342,7 +355,7 @@ class ElUNetNet(nn.Module):
         x = self.bottleneck(x)
         for up, conv, skip in zip(self.ups, self.up_convs, reversed(skips), strict=True):
             x = conv(torch.cat([skip, up(x, tuple(skip.shape[-2:]))], dim=1))
-        return self.head(x)
+        return x
 
 
 class MLP(nn.Module):
@@ -541,7 +554,7 @@ class ElUNet(ElasticityPINN):
 
     stress_outputs = False
     adaptive: str | None = None
-    defaults = {**ElasticityPINN.common_defaults, "width": 8, "depth": PAPER_DEPTH, "weight_lr": 1e-3}
+    defaults = {**ElasticityPINN.common_defaults, "width": 8, "depth": PAPER_DEPTH, "weight_lr": 1e-3, "amp": "off"}
 
     def build(self, case: Case):
         n_out = 5 if self.stress_outputs else 2
@@ -565,7 +578,13 @@ class ElUNet(ElasticityPINN):
         return {"net": self.net}
 
     def forward(self, case: Case):
-        y = self.net(case.inp)[0]
+        amp = str(self.params["amp"])
+        if amp == "off":
+            y = self.net(case.inp)[0]
+        elif amp == "bf16":
+            y = self.net.forward_amp(case.inp, torch.bfloat16)[0]
+        else:
+            raise ValueError(f"amp must be 'off' or 'bf16' (got {amp!r})")
         stresses = (y[2], y[3], y[4]) if self.stress_outputs else None
         return y[0], y[1], stresses, None
 

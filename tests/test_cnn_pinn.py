@@ -188,6 +188,26 @@ def test_smoke_training_lowers_loss_and_improves_the_potential(small_data, tmp_p
     assert min(ph["total"]) < ph["total"][0]
 
 
+def test_bf16_stage1_trains_and_keeps_its_own_checkpoint(small_data, tmp_path):
+    from phantombench.solvers.base import Cases
+
+    torch.set_num_threads(1)
+    ds = small_data
+    base = {"image_size": 32, "width": 4, "depth": 3, "stage1_epochs": 6, "batch_size": 8,
+            "checkpoint_dir": str(tmp_path), "stage1_lr": 3e-3}
+    tr, va = Cases(TASK, ds, ds.split("train")), Cases(TASK, ds, ds.split("val"))
+    s = cp.CNNPINN(TASK, params={**base, "amp": "bf16"}, seed=0)
+    s.fit(tr, va)
+    h = s.fit_history["train_loss"]
+    assert h[-1] < 0.7 * h[0], h
+    did = "eit/x@1-abc"
+    assert s.checkpoint_path(did) != cp.CNNPINN(TASK, params=base, seed=0).checkpoint_path(did)
+    Up = s.predict_potential(TASK.observation(ds, ds.split("test")[0])["dv"])
+    assert Up.dtype == np.float64 and np.isfinite(Up).all()
+    with pytest.raises(ValueError, match="amp"):
+        cp.CNNPINN(TASK, params={**base, "amp": "fp8"}, seed=0).fit(tr, va)
+
+
 def test_forward_mode_gradient_matches_autograd():
     torch.manual_seed(0)
     net = cp.SigmaMLP(16, 4, sigma0=1.0).double()

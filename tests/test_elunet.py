@@ -200,6 +200,25 @@ def test_smoke_training_lowers_loss_and_error(cls, epochs):
     assert reason is None and clean["E"].dtype == np.float64
 
 
+def test_bf16_mixed_precision_trains_and_stays_near_float32():
+    """amp='bf16': features in bfloat16, head and losses in float32 -- the run still learns, and its error after the
+    same epochs is within a few points of the float32 run (bfloat16 makes the FD residual noisier, not useless)."""
+    obs, truth = synthetic_observation()
+    res = {}
+    for amp in ("off", "bf16"):
+        s = ElUNetPSW1(TASK, params={"train_time_s": 60.0, "max_epochs": 60, "n_snapshots": 1, "amp": amp}, seed=0)
+        pred = s.solve(obs)
+        h = s.last_history
+        assert h["loss_plain"][-1] < 0.5 * h["loss_plain"][0], amp
+        res[amp] = (mare(h["snapshots"][0]["E"], truth["E"]), mare(pred["E"], truth["E"]), pred["E"])
+    e0, e_bf16, E_bf16 = res["bf16"]
+    assert e_bf16 < 0.8 * e0
+    assert abs(e_bf16 - res["off"][1]) < 3.0, (e_bf16, res["off"][1])
+    assert not np.array_equal(E_bf16, res["off"][2])        # the option really changes the arithmetic
+    with pytest.raises(ValueError, match="amp"):
+        ElUNetPSW1(TASK, params={"max_epochs": 1, "amp": "fp8"}).solve(obs)
+
+
 def test_w1_weights_ascend_and_w2_omits_equilibrium_weights():
     obs, _ = synthetic_observation(H=40, W=34)
     lr = 1e-3
