@@ -85,6 +85,20 @@ def resolve_device(request: str | None = None) -> str:
     raise SolverError(f"unknown device {req!r}; use auto, cpu or cuda[:k]")
 
 
+def progress_bar(label: str, enabled: bool = True):
+    """A rich progress bar for training loops (``task.fields['info']`` shows running numbers), or a null
+    context yielding None when disabled; solvers write it to stderr, which the harness passes through."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+
+
 class Cases:
     """A split handed to ``fit``: ``len(cases)``, ``cases[k] -> (observation, target)``, iteration.
 

@@ -85,7 +85,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phantombench.solvers.base import Solver
+from phantombench.solvers.base import Solver, progress_bar
 
 __all__ = ["CNNPINN", "UNet", "Stage1", "SigmaMLP", "PINNGeometry", "P3_WEIGHTS", "fd_derivatives",
            "pde_residual", "p3_loss_terms", "downsample_potential", "pinn_geometry", "fit_sigma"]
@@ -420,7 +420,7 @@ class CNNPINN(Solver):
         "epochs": 2000, "lr": 1e-3, "pinn_width": 64, "pinn_hidden": 4, "pinn_time_s": 500.0,
         "tv_form": "squared", "weights": None, "checkpoint_dir": None, "config": None, "threads": 1,
         "fit_time_s": 3300.0, "residual_form": "log",
-        "pde_weight_scale": 100.0, "amp": "off",
+        "pde_weight_scale": 100.0, "amp": "off", "progress": True,
     }
 
     def __init__(self, *a, **kw):
@@ -545,30 +545,34 @@ class CNNPINN(Solver):
         bs = int(self.params["batch_size"])
         t0 = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
         epochs = int(self.params["stage1_epochs"])
-        for ep in range(start_epoch, epochs):
-            self.stage1.train()
-            perm = torch.randperm(len(Xtr), generator=gen)
-            tot, cnt = 0.0, 0
-            for b0 in range(0, len(perm), bs):
-                ib = perm[b0:b0 + bs]
-                if len(ib) < 2:
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss = _masked_mse(self._stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
-                loss.backward()
-                opt.step()
-                tot += loss.item() * len(ib)
-                cnt += len(ib)
-            vl = self._val_loss(Xva, Yva, Mva) if len(Xva) else tot / max(cnt, 1)
-            hist["epoch"].append(ep)
-            hist["train_loss"].append(tot / max(cnt, 1))
-            hist["val_loss"].append(vl)
-            hist["time_s"].append(time.perf_counter() - t0)
-            if vl < best[0]:
-                best = (vl, {k: v.detach().clone() for k, v in self.stage1.state_dict().items()})
-            self._save(path, did, opt, hist, ep, best, complete=False)
-            if time.perf_counter() - t0 > float(self.params["fit_time_s"]):
-                break
+        with progress_bar("cnn-pinn stage 1", bool(self.params["progress"])) as prog:
+            tid = prog.add_task("fit", total=epochs, completed=start_epoch, info="") if prog is not None else None
+            for ep in range(start_epoch, epochs):
+                self.stage1.train()
+                perm = torch.randperm(len(Xtr), generator=gen)
+                tot, cnt = 0.0, 0
+                for b0 in range(0, len(perm), bs):
+                    ib = perm[b0:b0 + bs]
+                    if len(ib) < 2:
+                        continue
+                    opt.zero_grad(set_to_none=True)
+                    loss = _masked_mse(self._stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
+                    loss.backward()
+                    opt.step()
+                    tot += loss.item() * len(ib)
+                    cnt += len(ib)
+                vl = self._val_loss(Xva, Yva, Mva) if len(Xva) else tot / max(cnt, 1)
+                hist["epoch"].append(ep)
+                hist["train_loss"].append(tot / max(cnt, 1))
+                hist["val_loss"].append(vl)
+                hist["time_s"].append(time.perf_counter() - t0)
+                if vl < best[0]:
+                    best = (vl, {k: v.detach().clone() for k, v in self.stage1.state_dict().items()})
+                self._save(path, did, opt, hist, ep, best, complete=False)
+                if prog is not None:
+                    prog.update(tid, advance=1, info=f"val loss {vl:.4f}")
+                if time.perf_counter() - t0 > float(self.params["fit_time_s"]):
+                    break
         if best[1] is not None:
             self.stage1.load_state_dict(best[1])
         self.fit_history = hist

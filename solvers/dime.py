@@ -60,7 +60,6 @@ step 7-50x slower than 1 (threads wait on busy cores; ``scripts/bench_mre_solver
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -72,7 +71,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from phantombench.solvers.base import Solver
+from phantombench.solvers.base import Solver, progress_bar
 from phantombench.solvers.mre_direct import read_observation
 
 LOG_MID, LOG_SCALE = 5.5, 1.0
@@ -240,15 +239,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]dime-cnn fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
 
 
 # ------------------------------------------------------------------------------------------ solver
@@ -422,7 +412,7 @@ class DIME(Solver):
                           "torch_rng": torch.get_rng_state(),
                           "train_seconds": secs_before + time.perf_counter() - t_train}, ckpt_path)
 
-        with _progress(bool(p["progress"])) as prog:
+        with progress_bar("dime-cnn fit", bool(p["progress"])) as prog:
             tid = prog.add_task("fit", total=steps, completed=step, info="") if prog else None
             while step < steps:
                 xb, yb, wb = batch()
