@@ -73,6 +73,7 @@ BUDGETS: dict[str, EITBudget] = {
 }
 
 METHODS = ("NOSER (p=0.5)", "NOSER (p=1)", "Tikhonov", "TV", "CNN-PINN")
+ZERO = "zero image (reference)"
 PAPER_ROW = {"NOSER (p=0.5)": "NOSER", "NOSER (p=1)": "NOSER", "TV": "TV", "CNN-PINN": "CNN-PINN",
              "CNN-PINN (Table I as printed)": "CNN-PINN"}
 
@@ -158,6 +159,7 @@ def run_cnn_pinn_eit(budget: str = "smoke", repeats: int | None = None, data_roo
     from phantombench.provenance import provenance
     from phantombench.solvers.base import Cases
     from phantombench.solvers.cnn_pinn import CNNPINN
+    from phantombench.solvers.base import load_solver_class
     from phantombench.solvers.eit_classical import NOSER, Tikhonov, TotalVariation, select_hyperparameter
     from phantombench.tasks import get_task
 
@@ -231,6 +233,14 @@ def run_cnn_pinn_eit(budget: str = "smoke", repeats: int | None = None, data_roo
                 results[name][c]["per_repeat"][k] = [float(np.mean(vals[k]))] * R
         solve_time[name] = float(np.mean(ts))
         log(f"{name}: done")
+    # the all-zero image (the `constant` solver): the floor every metric should be read against -- SSIM of a
+    # mostly-zero truth rewards flat, low-amplitude images
+    zero = load_solver_class("constant")(task)
+    results[ZERO] = {c: {"per_repeat": {}} for c in (1, 2, 3)}
+    for c in (1, 2, 3):
+        vals, _, _ = _score_all(task, zero, test_cases[c], keep=0)
+        results[ZERO][c]["per_case"] = vals
+        results[ZERO][c]["per_repeat"] = {k: [float(np.mean(vals[k]))] * R for k in METRICS}
 
     # ------------------------------------------------------------------ CNN-PINN
     variants = [("CNN-PINN", {})]
@@ -406,6 +416,12 @@ def render(rep: dict[str, Any]) -> str:
             verdict.append(f"{met} {ours:.3f} vs " + ", ".join(f"{m} {v:.3f}" for m, v in others.items())
                            + (" -- **met**" if ok else " -- **not met**"))
         lines.append(f"- case {c}: " + "; ".join(verdict))
+    if ZERO in res:
+        zs = ", ".join(f"{_case(res[ZERO], c)['stats']['SSIM']['mean']:.3f}" for c in (1, 2, 3))
+        lines += ["", f"Read SSIM beside the all-zero image, which scores SSIM {zs} (cases 1 / 2 / 3) and CC 0: the "
+                  "truth is zero over most of the disk, so SSIM rewards flat, low-amplitude reconstructions. CC "
+                  "(shape agreement) is the leaderboard's main EIT metric for that reason; an SSIM win with a CC "
+                  "loss means a smoother, fainter image, not a better one."]
     lines += ["", "## Hyperparameters", ""]
     for m, p in rep["hyperparameters"].items():
         lines.append(f"- {m}: " + ", ".join(f"{k} = {v}" for k, v in p.items()))
