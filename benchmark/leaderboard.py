@@ -199,6 +199,12 @@ def _grouped(recs: list[dict]) -> list[tuple[Any, list[dict]]]:
     return out
 
 
+def _fit(r: dict) -> str:
+    """Training (fit) seconds of a learned solver, '-' for solvers without a fit."""
+    v = r.get("timing", {}).get("fit_s")
+    return _num(v) if v else "-"
+
+
 # =========================================================================================== markdown
 def render_markdown(recs: list[dict]) -> str:
     lines = ["# phantombench leaderboard", "",
@@ -217,7 +223,7 @@ def render_markdown(recs: list[dict]) -> str:
         cols = ["solver", "dataset"] + [
             f"{n} {'↓' if task.metric(n).direction == 'lower' else '↑'}"
             + (f" [{task.metric(n).unit}]" if task.metric(n).unit else "") for n in head] + [
-            "cases ok", "solve s/case", "device", "hardware", "date", "commit"]
+            "cases ok", "fit s", "solve s/case", "device", "hardware", "date", "commit"]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))
         for r in rs:
@@ -230,7 +236,7 @@ def render_markdown(recs: list[dict]) -> str:
                     txt = f"**{txt}**"
                 cells.append(txt)
             c = r["cases"]
-            cells += [f"{c['ok']}/{c['n']}", _num(r["timing"].get("solve_s_mean")), str(r["solver"].get("device")),
+            cells += [f"{c['ok']}/{c['n']}", _fit(r), _num(r["timing"].get("solve_s_mean")), str(r["solver"].get("device")),
                       _hardware(r), r["provenance"].get("created", "")[:10],
                       (r["provenance"].get("git_commit") or "-")[:10]]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -393,14 +399,16 @@ def render_html(recs: list[dict]) -> str:
         head = ['<th class="t">solver</th>', '<th class="t">dataset</th>'] + [
             f'<th data-num="1" title="{_e(m.description)} ({m.direction} is better)">{_e(m.name)} '
             f'{"↓" if m.direction == "lower" else "↑"}</th>' for m in metrics] + [
-            '<th data-num="1">cases ok</th>', '<th data-num="1">solve s/case</th>', '<th class="t">device</th>',
+            '<th data-num="1">cases ok</th>', '<th data-num="1" title="training time (fit) of learned solvers">fit s</th>',
+            '<th data-num="1">solve s/case</th>', '<th class="t">device</th>',
             '<th class="t">hardware</th>', '<th class="t">date</th>', '<th class="t">commit</th>',
             '<th class="t">truth | prediction</th>']
         out.append(f'<div class="scroll"><table class="board" data-task="{_e(task.name)}" '
                    f'data-main="{_e(task.main_metric)}"><thead><tr>{"".join(head)}</tr></thead><tbody>')
         for r in rs:
             c = r["cases"]
-            cells = [f'<td class="t" title="{_e(r["id"])}">{_e(r["solver"]["name"])} {_e(r["solver"]["version"])}</td>',
+            tip = f'{r["id"]}\nparams: {json.dumps(r["solver"].get("params"), sort_keys=True, default=str)}'
+            cells = [f'<td class="t" title="{_e(tip)}">{_e(r["solver"]["name"])} {_e(r["solver"]["version"])}</td>',
                      f'<td class="t">{_e(_ds_key(r))}</td>']
             for m in metrics:
                 st = r["metrics"].get(m.name) or {}
@@ -408,7 +416,9 @@ def render_html(recs: list[dict]) -> str:
                 cls = ' class="best"' if v is not None and best.get((_ds_key(r), m.name)) == v else ""
                 cells.append(f'<td data-v="{_data_v(v)}"{cls}>{_e(_mean_std(st))}</td>')
             fail = ' class="fail"' if c["failed"] else ""
+            fit_s = r["timing"].get("fit_s") or None
             cells += [f'<td data-v="{c["ok"] / max(c["n"], 1)!r}"{fail}>{c["ok"]}/{c["n"]}</td>',
+                      f'<td data-v="{_data_v(fit_s)}">{_e(_fit(r))}</td>',
                       f'<td data-v="{_data_v(r["timing"].get("solve_s_mean"))}">'
                       f'{_e(_num(r["timing"].get("solve_s_mean")))}</td>',
                       f'<td class="t">{_e(r["solver"].get("device"))}</td>',
