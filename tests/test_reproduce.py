@@ -66,6 +66,13 @@ def test_reproduce_elunet_tiny_budget_fills_every_row(tmp_path):
     assert res["train_time_s"] == 1.0 and res["width"] == 8
     # direct inversion is far better than a homogeneous guess on the soft case (a number that could be wrong)
     assert res["cases"]["soft"]["models"]["direct"]["summary"]["MARE_E"]["mean"] < 10
+    # the loss diagnosis: on the rasterised data the truth's FD equilibrium residual sits on the ~20 % of pixels
+    # next to a material jump (measured: 94 % of it on 19 % of the pixels, soft case)
+    pl = res["cases"]["soft"]["p_loss"]
+    assert 0.1 < pl["interface_pixels"] < 0.3 and pl["truth_interface_share"] > 0.8
+    assert pl["truth"] > 1.0 and set(pl["models"]) == {"P", "PS", "W1", "W2", "PINN", "direct"}
+    md = (out / "elunet.md").read_text()
+    assert "## Is the loss's minimiser the truth?" in md
 
 
 def test_reproduce_rejects_bad_arguments(tmp_path):
