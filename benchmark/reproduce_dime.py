@@ -456,7 +456,7 @@ def render(res: dict[str, Any]) -> str:
                  "paper's accuracy. Judge the goal on `--budget paper`.")
     L += [
         "",
-        "Why the CNN stays below the paper's r (likely reasons, not each measured separately here):",
+        "Why the CNN stays below the paper's r (likely reasons; only the data one is measured here):",
         "",
         "* compute: the network here has "
         f"{res['runs'][0]['n_parameters'] / 1e6:.1f} M parameters and trains for {_pm(res['fit_s'], '{:.0f}')} s "
