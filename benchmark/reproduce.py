@@ -591,8 +591,8 @@ def render_elunet(results: dict[str, Any]) -> str:
     L += [f"The paper's protocol is `phantombench reproduce elunet --budget paper`: {n_learned} models x "
           f"{len(ELUNET_CASES)} cases x {pb.repeats} repeats x {pb.train_time_s / 60:g} min = {hours:g} h of training "
           "on any hardware (the budget is wall time), plus about a minute per run for setup and snapshots. "
-          "`scripts/bench_learned.py` measures the epochs that buys: at width 64 one CPU thread of the machine "
-          "above trains about 0.65 epochs/s (~1,200 epochs per run), width 8 about 11 epochs/s.", ""]
+          "`scripts/bench_learned.py` measures the epochs per second that buys on a given machine (figures in the "
+          "README's Performance section).", ""]
     L += ["## Figures", ""]
     for c in cases:
         L += [f"### {c}", "", f"![error maps, {c}](elunet_maps_{c}.png)", "",
