@@ -157,9 +157,8 @@ def run_cnn_pinn_eit(budget: str = "smoke", repeats: int | None = None, data_roo
     import torch
 
     from phantombench.provenance import provenance
-    from phantombench.solvers.base import Cases
+    from phantombench.solvers.base import Cases, load_solver_class
     from phantombench.solvers.cnn_pinn import CNNPINN
-    from phantombench.solvers.base import load_solver_class
     from phantombench.solvers.eit_classical import NOSER, Tikhonov, TotalVariation, select_hyperparameter
     from phantombench.tasks import get_task
 
