@@ -34,7 +34,7 @@ PAPERS: dict[str, str] = {
     "dime": "phantombench.reproduce_dime:run_dime",
     "cnn-pinn-eit": "phantombench.reproduce_eit:run_cnn_pinn_eit",
 }
-BUDGET_NAMES = ("smoke", "paper")   # every paper offers these two
+BUDGET_NAMES = ("smoke", "paper")   # every paper offers these two; a paper's module may add more in its BUDGETS
 
 
 def register_paper(name: str, target: str) -> None:
@@ -53,8 +53,8 @@ def _load(name: str):
 @handle_errors
 def reproduce_cmd(
     paper: Annotated[str, typer.Argument(help="Paper to reproduce: elunet (P1), dime (P2), cnn-pinn-eit (P3).")],
-    budget: Annotated[str, typer.Option("--budget", help="smoke (minutes, CI) or paper (the paper's protocol).")
-                      ] = "smoke",
+    budget: Annotated[str, typer.Option("--budget", help="smoke (minutes, CI) or paper (the paper's protocol); "
+                                        "cnn-pinn-eit also has medium (10x the smoke training data).")] = "smoke",
     repeats: Annotated[int | None, typer.Option("--repeats", help="Runs per model and case (seeds 0..N-1); "
                                                                   "default: the budget's.")] = None,
     data_root: Annotated[Path, typer.Option("--data", help="Root of the datasets (made if missing).")
@@ -71,13 +71,14 @@ def reproduce_cmd(
                                                               "budget's.")] = None,
 ) -> None:
     """Reproduce a paper's table: make the datasets, run its models under its protocol, write the report."""
-    if budget not in BUDGET_NAMES:
-        raise CliError(f"--budget must be one of {', '.join(BUDGET_NAMES)} (got {budget!r})")
+    fn = _load(paper)
+    names = tuple(getattr(importlib.import_module(fn.__module__), "BUDGETS", None) or BUDGET_NAMES)
+    if budget not in names:
+        raise CliError(f"--budget must be one of {', '.join(names)} (got {budget!r})")
     if repeats is not None and repeats < 1:
         raise CliError("--repeats must be at least 1")
     if clock not in (None, "wall", "cpu"):
         raise CliError(f"--clock must be wall or cpu (got {clock!r})")
-    fn = _load(paper)
     path = fn(budget=budget, repeats=repeats, data_root=data_root, out_dir=out_dir, seconds=seconds, width=width,
               device=device, threads=threads, clock=clock, log=lambda msg: err.print(msg, highlight=False))
     out.print(f"wrote {path}")

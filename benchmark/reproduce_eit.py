@@ -63,6 +63,10 @@ BUDGETS: dict[str, EITBudget] = {
                        "3 x 48 training phantoms (fixed mesh), 3 test phantoms per case, stage 1 width 8 for 20 "
                        "epochs, 400 PINN epochs, 1 repeat, solver defaults (minutes on 2 CPU cores; checks the "
                        "pipeline end to end, far from the paper's budget)"),
+    "medium": EITBudget(500, 10, "fixed", 64, 16, 4, 30, 1000, 1, False, False,
+                        "3 x 500 training phantoms (fixed mesh), 10 test phantoms per case, stage 1 width 16 for 30 "
+                        "epochs, 1000 PINN epochs, 1 repeat, solver defaults (about 40 min on 2 CPU cores): the smoke "
+                        "protocol with 10x the training data"),
     "paper": EITBudget(3334, 30, "conforming", 64, 16, 4, 60, 2000, 3, True, True,
                        "3 x 3334 = 10,002 training phantoms (P3: 10,000, 10 % validation), 30 test phantoms per "
                        "case, stage 1 width 16 for 60 epochs, 2000 PINN epochs per case, 3 repeats, hyperparameters "
