@@ -85,7 +85,7 @@ def test_reproduce_rejects_bad_arguments(tmp_path):
     r = runner.invoke(app, ["reproduce", "dime", "--budget", "medium", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "smoke, paper" in r.output
     from phantombench.reproduce_eit import BUDGETS
-    assert "medium" in BUDGETS and BUDGETS["medium"].n_train_per_case == 10 * BUDGETS["smoke"].n_train_per_case
+    assert "medium" in BUDGETS and BUDGETS["medium"].n_train_per_case >= 10 * BUDGETS["smoke"].n_train_per_case
     assert not any(tmp_path.iterdir())
 
 
