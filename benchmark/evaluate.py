@@ -609,18 +609,10 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
     return ev
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def record_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, indent=2, default=_json_default, allow_nan=False) + "\n"
+    from phantombench.store import json_default  # (lazy: zarr stays out of the solver worker)
+
+    return json.dumps(record, indent=2, default=json_default, allow_nan=False) + "\n"
 
 
 def _clean_nan(o):

@@ -241,7 +241,9 @@ def run_elunet(budget: str = "smoke", repeats: int | None = None, data_root: Pat
     results["provenance"] = prov
     results["findings"] = elunet_findings(results)
     _elunet_figures(results, examples, out_dir)
-    (out_dir / "elunet.json").write_text(json.dumps(results, indent=1, default=_json) + "\n")
+    from phantombench.store import json_default
+
+    (out_dir / "elunet.json").write_text(json.dumps(results, indent=1, default=json_default) + "\n")
     md = out_dir / "elunet.md"
     md.write_text(render_elunet(results))
     return md
@@ -278,14 +280,6 @@ def p_form_losses(obs: dict[str, Any], truth: dict[str, Any], preds: dict[str, d
     for key, p in preds.items():
         out["models"][key] = float(total_loss(loss(p["E"], p["nu"]), weighted=False))
     return out
-
-
-def _json(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 # ------------------------------------------------------------------------------------------- findings

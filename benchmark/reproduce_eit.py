@@ -310,21 +310,13 @@ def run_cnn_pinn_eit(budget: str = "smoke", repeats: int | None = None, data_roo
         "paper_table2": PAPER_TABLE2, "provenance": provenance(),
         "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
     }
-    (out_dir / "cnn-pinn-eit.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    from phantombench.store import json_default
+
+    (out_dir / "cnn-pinn-eit.json").write_text(json.dumps(report, indent=1, default=json_default) + "\n")
     _figure(test_cases, examples, out_dir / "cnn-pinn-eit.png")
     path = out_dir / "cnn-pinn-eit.md"
     path.write_text(render(report))
     return path
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
 
 
 def _figure(test_cases, examples, path: Path) -> None:

@@ -72,7 +72,7 @@ def content_hash(sample_hashes: dict[str, dict[str, str]]) -> str:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
     os.replace(tmp, path)
 
 
@@ -82,7 +82,9 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths (shared by manifests, records and
+    reproduction reports)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -117,7 +119,7 @@ def write_sample(root: Path, index: int, sample: Sample, meta: dict[str, Any]) -
         for name, arr in sample.fields.items():
             arr = np.ascontiguousarray(arr)
             g.create_array(name=name, data=arr, chunks=arr.shape if arr.ndim else None)
-        g.attrs.update(json.loads(json.dumps(record, default=_json_default)))
+        g.attrs.update(json.loads(json.dumps(record, default=json_default)))
         try:
             os.rename(partial, final)
         except OSError:
@@ -180,7 +182,7 @@ def prepare(root: Path, plan: dict[str, Any]) -> bool:
     existing = root / PLAN
     if existing.exists():
         old = json.loads(existing.read_text())
-        if old != json.loads(json.dumps(plan, default=_json_default)):
+        if old != json.loads(json.dumps(plan, default=json_default)):
             diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
             raise StoreError(f"{root} holds a different dataset (differs in: {', '.join(diff)}); "
                              "choose another --out or delete it")
