@@ -17,12 +17,16 @@ time (best of 3, warm, one core).
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import mpi4py.MPI  # noqa: F401
 
 import numpy as np
 
-from phantombench.generators.elasticity_verify import discretisation_errors, inclusion_block_mesh
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: tests.oracles
+
+from tests.oracles.elasticity_verify import discretisation_errors, inclusion_block_mesh
 from phantombench.generators.raster import Grid
 
 W, H = 0.0766, 0.1088

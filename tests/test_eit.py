@@ -11,7 +11,7 @@ import pytest
 from phantombench.generators.base import sample_rng
 from phantombench.generators.cem import CEMForward, CEMModel, Protocol, electrode_potentials, p1_gradients
 from phantombench.generators.eit import EIT, forward_operator
-from phantombench.generators.eit_reference import clausen_f, disk_cem_reference
+from tests.oracles.eit_reference import clausen_f, disk_cem_reference
 from phantombench.meshes.disk import Electrodes, disk_mesh
 
 L = 16

@@ -17,7 +17,7 @@ import ufl
 
 from phantombench.generators import elasticity
 from phantombench.generators.elasticity import DEFAULT_ORDER, FIELD_NAMES, solve_plane_stress
-from phantombench.generators.elasticity_verify import (discretisation_errors, inclusion_block_mesh,
+from tests.oracles.elasticity_verify import (discretisation_errors, inclusion_block_mesh,
                                                        refine_uniform)
 
 W, H = 0.0766, 0.1088  # brain-slice rectangle [m]

@@ -2,7 +2,7 @@
 
 ``mni152_coronal_labels.npz``: 12 coronal label slices (0 background, 1 gray matter,
 2 white matter) of the posterior half of the MNI ICBM152 2009a nonlinear symmetric
-template, made by ``meshes/make_brain_slices.py``. Notice and citation:
+template, made by ``scripts/make_brain_slices.py``. Notice and citation:
 ``LICENSE-MNI152.txt`` in this folder.
 """
 

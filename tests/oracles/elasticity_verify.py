@@ -1,5 +1,5 @@
-"""Verification helpers for :mod:`phantombench.generators.elasticity` (used by its tests and by
-``scripts/study_elasticity_order.py``).
+"""Verification helpers for :mod:`phantombench.generators.elasticity` (a test oracle, not shipped:
+used by tests/test_elasticity.py and ``scripts/study_elasticity_order.py``).
 
 * :func:`inclusion_block_mesh` -- a rectangle with a circular inclusion, conforming gmsh mesh.
 * :func:`refine_uniform` -- uniform (red) refinement carrying cellwise values to the children.

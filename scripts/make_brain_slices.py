@@ -3,7 +3,7 @@
 Run once (needs nilearn, which ships the maps, and nibabel); the result is committed as
 ``meshes/anatomy/mni152_coronal_labels.npz`` so that data generation needs neither.
 
-    python meshes/make_brain_slices.py [--png /tmp/slices.png]
+    python scripts/make_brain_slices.py [--png /tmp/slices.png]
 
 Labelling: a voxel is brain where max(p_gm, p_wm) > threshold; brain voxels take the
 class with the larger probability (1 gray, 2 white), others are background (0).
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-OUT = Path(__file__).resolve().parent / "anatomy" / "mni152_coronal_labels.npz"
+OUT = Path(__file__).resolve().parent.parent / "meshes" / "anatomy" / "mni152_coronal_labels.npz"
 
 #: MNI y coordinates (mm) of the slices: the posterior half of the brain
 #: (the brain spans y = -106 .. 73 mm in the template), every 7 mm.

@@ -1,0 +1,1 @@
+"""Test oracles: independent reference solutions the tests compare the generators against (not shipped in the package)."""
