@@ -7,7 +7,7 @@ definitions (generator, preset, n, seed, overrides), into ``<root>/<generator>/<
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,33 +46,72 @@ class OfficialDataset:
         return ", ".join(diff) if diff else None
 
 
-OFFICIAL: dict[str, tuple[OfficialDataset, ...]] = {
-    "brain-elasticity": (
-        OfficialDataset("brain-elasticity", "brain-slice", "elunet-soft", n=1),
-        OfficialDataset("brain-elasticity", "brain-slice", "elunet-stiff", n=1),
-        OfficialDataset("brain-elasticity", "brain-slice", "elunet-noisy", n=1),
-        OfficialDataset("brain-elasticity", "brain-slice", "random", n=20),
-    ),
-    # liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
-    "mre": (
-        OfficialDataset("mre", "liver-mre", "homogeneous", n=1),
-        OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
-        OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
-    ),
-    # EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR
-    "eit": (
-        OfficialDataset("eit", "eit", "cnn-pinn-case1", n=100),
-        OfficialDataset("eit", "eit", "cnn-pinn-case2", n=100),
-        OfficialDataset("eit", "eit", "cnn-pinn-case3", n=100),
-    ),
-}
+# Each task's tuple is registered in the entry-point group ``phantombench.official`` under the task's name.
+BRAIN_OFFICIAL: tuple[OfficialDataset, ...] = (
+    OfficialDataset("brain-elasticity", "brain-slice", "elunet-soft", n=1),
+    OfficialDataset("brain-elasticity", "brain-slice", "elunet-stiff", n=1),
+    OfficialDataset("brain-elasticity", "brain-slice", "elunet-noisy", n=1),
+    OfficialDataset("brain-elasticity", "brain-slice", "random", n=20),
+)
+# liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
+MRE_OFFICIAL: tuple[OfficialDataset, ...] = (
+    OfficialDataset("mre", "liver-mre", "homogeneous", n=1),
+    OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
+    OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
+)
+# EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR
+EIT_OFFICIAL: tuple[OfficialDataset, ...] = (
+    OfficialDataset("eit", "eit", "cnn-pinn-case1", n=100),
+    OfficialDataset("eit", "eit", "cnn-pinn-case2", n=100),
+    OfficialDataset("eit", "eit", "cnn-pinn-case3", n=100),
+)
+
+
+def _registered(task: str) -> tuple[OfficialDataset, ...]:
+    """The official datasets registered for ``task`` (empty if none); each must belong to that task."""
+    from phantombench import registry
+
+    if task not in registry.names("official"):
+        return ()
+    ods = tuple(registry.load("official", task))
+    bad = [o for o in ods if not isinstance(o, OfficialDataset) or o.task != task]
+    if bad:
+        raise ValueError(f"entry point {task!r} of phantombench.official holds {bad[0]!r}, "
+                         f"not an OfficialDataset of task {task!r}")
+    return ods
+
+
+class _Official(Mapping):
+    """Read-only view: task -> tuple of OfficialDataset, from the ``phantombench.official`` entry points."""
+
+    def __getitem__(self, task: str) -> tuple[OfficialDataset, ...]:
+        ods = _registered(task)
+        if not ods:
+            raise KeyError(task)
+        return ods
+
+    def __iter__(self):
+        """Tasks in their order (``Task.order``), then any other registered names."""
+        from phantombench import registry
+        from phantombench.tasks import task_names
+
+        have = registry.names("official")
+        return iter([t for t in task_names() if t in have] + sorted(set(have) - set(task_names())))
+
+    def __len__(self) -> int:
+        from phantombench import registry
+
+        return len(registry.names("official"))
+
+
+OFFICIAL: Mapping[str, tuple[OfficialDataset, ...]] = _Official()
 
 
 def official(task: str, presets: list[str] | None = None) -> list[OfficialDataset]:
     from phantombench.tasks import get_task
 
     get_task(task)
-    ods = list(OFFICIAL.get(task, ()))
+    ods = list(_registered(task))
     if not ods:
         raise ValueError(f"task {task!r} has no official dataset yet")
     if presets:

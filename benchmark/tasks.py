@@ -11,12 +11,14 @@ A :class:`Task` is the contract between a dataset, a solver and the harness:
   ``main_metric`` ranks the leaderboard.
 * ``truth(...)``   -- the prediction fields' ground truth plus what scoring needs (evaluation mask, labels).
 
-Tasks are registered in :data:`TASKS`; :func:`get_task` finds one by name.
+Tasks are registered as entry points in the group ``phantombench.tasks`` (see :mod:`phantombench.registry`);
+:func:`get_task` finds one by name, :func:`task_names` lists them and :data:`TASKS` is a read-only mapping over
+them (name -> Task, in ``Task.order``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,6 +97,7 @@ class Task:
     max_time_budget_s: float = 1800.0        # the most a solver may declare per case
     headline: tuple[str, ...] = ()           # metrics shown in README tables and charts (default: all)
     notes: str = ""
+    order: int = 100                         # position among the tasks (leaderboard, listings); ties by name
     extra_truth: Callable[[Any, int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = field(
         default=None, repr=False)
 
@@ -317,6 +320,7 @@ BRAIN = Task(
     metrics=_brain_metrics(),
     main_metric="MARE_E",
     headline=("MARE_E", "MARE_nu", "SSIM_E", "CC_E"),
+    order=1,
     truth_fields=("E", "nu", "labels"),
     max_time_budget_s=1800.0,
     notes="Per-region metrics use the generator's labels: 0 background, 1 gray matter, 2 white matter, "
@@ -400,6 +404,7 @@ MRE = Task(
     metrics=_mre_metrics(),
     main_metric="MARE_absG",
     headline=("MARE_absG", "CC_absG", "R2_absG", "RIE_absG", "LCE_absG"),
+    order=2,
     truth_fields=("g_abs", "phase_angle", "labels", "frequencies"),
     mask_field="liver_mask",
     make_truth=_mre_truth,
@@ -462,20 +467,47 @@ EIT = Task(
     metrics=_eit_metrics(),
     main_metric="CC",
     headline=("SSIM", "CC", "RIE"),
+    order=3,
     truth_fields=("dsigma",),
     make_truth=_eit_truth_with_background,
     adapt_prediction=_eit_adapt,
     max_time_budget_s=600.0,
 )
 
-TASKS: dict[str, Task] = {t.name: t for t in (BRAIN, MRE, EIT)}
-
-
+# ============================================================================================ registry
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    return TASKS[name]
+    """The registered task ``name`` (a ValueError naming the known tasks if there is none)."""
+    from phantombench import registry
+
+    task = registry.load("tasks", name)
+    if not isinstance(task, Task):
+        raise TaskError(f"entry point {name!r} of phantombench.tasks is a {type(task).__name__}, not a Task")
+    return task
 
 
 def task_names() -> list[str]:
-    return list(TASKS)
+    """The registered tasks, by ``Task.order`` then name (loads each task's module)."""
+    from phantombench import registry
+
+    return sorted(registry.names("tasks"), key=lambda n: (get_task(n).order, n))
+
+
+class _Tasks(Mapping):
+    """Read-only view of the registered tasks (name -> Task); reads the registry on every use."""
+
+    def __getitem__(self, name: str) -> Task:
+        from phantombench import registry
+
+        try:
+            return get_task(name)
+        except registry.UnknownName:
+            raise KeyError(name) from None
+
+    def __iter__(self):
+        return iter(task_names())
+
+    def __len__(self) -> int:
+        return len(task_names())
+
+
+TASKS: Mapping[str, Task] = _Tasks()

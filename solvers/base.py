@@ -22,9 +22,10 @@ A solver is a class::
 a GPU is present and ``"cpu"`` otherwise (override with ``--device`` or ``PHANTOMBENCH_DEVICE``).
 Per-sample optimisers (El-UNet, PINNs) train inside ``solve`` under ``time_budget_s``.
 
-Discovery (:func:`load_solver_class`): a built-in name (``constant``), an installed entry point in the group
-``phantombench.solvers``, ``package.module:Class``, or ``path/to/file.py:Class`` -- so a submitter needs no
-change to this repository.
+Discovery (:func:`load_solver_class`): a registered name (``constant``: an entry point of the group
+``phantombench.solvers``, whether this package's or an installed one's), ``package.module:Class``, or
+``path/to/file.py:Class`` -- so a submitter needs no change to this repository. Loading a name imports that
+solver's module only.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,23 +43,7 @@ import numpy as np
 
 ENTRY_POINT_GROUP = "phantombench.solvers"
 
-# built-in solvers: name -> "module:Class" (other baselines add their line here)
-BUILTIN: dict[str, str] = {
-    "constant": "phantombench.solvers.constant:Constant",
-    "direct-elasticity": "phantombench.solvers.direct_elasticity:DirectElasticity",
-    "ahi": "phantombench.solvers.mre_direct:AHI",
-    "mdev": "phantombench.solvers.mre_direct:MDEV",
-    "elunet-p": "phantombench.solvers.elunet:ElUNetP",
-    "elunet-ps": "phantombench.solvers.elunet:ElUNetPS",
-    "elunet-ps-w1": "phantombench.solvers.elunet:ElUNetPSW1",
-    "elunet-ps-w2": "phantombench.solvers.elunet:ElUNetPSW2",
-    "pinn-elasticity": "phantombench.solvers.elunet:DensePINN",
-    "noser": "phantombench.solvers.eit_classical:NOSER",
-    "tikhonov": "phantombench.solvers.eit_classical:Tikhonov",
-    "tv": "phantombench.solvers.eit_classical:TotalVariation",
-    "cnn-pinn": "phantombench.solvers.cnn_pinn:CNNPINN",
-    "dime-cnn": "phantombench.solvers.dime:DIME",
-}
+# every solver, built-in or third-party, is an entry point of this group (pyproject.toml: one line per solver)
 
 
 class SolverError(ValueError):
@@ -196,18 +180,9 @@ def _load_file(path: Path, attr: str, spec: str) -> type[Solver]:
 
 def load_solver_class(spec: str) -> type[Solver]:
     """Find a solver class from a name, an entry point, ``module:Class`` or ``file.py:Class``."""
+    from phantombench import registry
+
     spec = spec.strip()
-    if spec in BUILTIN:
-        mod, _, attr = BUILTIN[spec].partition(":")
-        return _check_class(getattr(importlib.import_module(mod), attr), spec)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == spec:
-            try:
-                return _check_class(ep.load(), spec)
-            except SolverError:
-                raise
-            except Exception as e:
-                raise SolverError(f"{spec}: loading entry point {ep.value} failed: {type(e).__name__}: {e}") from e
     if ":" in spec:
         target, _, attr = spec.rpartition(":")
         if target.endswith(".py") or os.sep in target or "/" in target:
@@ -219,11 +194,21 @@ def load_solver_class(spec: str) -> type[Solver]:
         if not hasattr(mod, attr):
             raise SolverError(f"{spec}: module {target} has no attribute {attr!r}")
         return _check_class(getattr(mod, attr), spec)
-    raise SolverError(f"unknown solver {spec!r}; give one of {', '.join(solver_names())}, "
-                      "an installed entry point, module:Class or path/to/file.py:Class")
+    try:
+        ep = registry.entry_point(ENTRY_POINT_GROUP, spec)
+    except registry.UnknownName:
+        raise SolverError(f"unknown solver {spec!r}; give one of {', '.join(solver_names())}, "
+                          "an installed entry point, module:Class or path/to/file.py:Class") from None
+    try:
+        return _check_class(registry.load(ENTRY_POINT_GROUP, spec), spec)
+    except SolverError:
+        raise
+    except Exception as e:
+        raise SolverError(f"{spec}: loading entry point {ep.value} failed: {type(e).__name__}: {e}") from e
 
 
 def solver_names() -> list[str]:
-    names = set(BUILTIN)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
+    """The registered solvers (entry points of ``phantombench.solvers``), sorted."""
+    from phantombench import registry
+
+    return sorted(registry.names(ENTRY_POINT_GROUP))
