@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from phantombench.meshes.geometry import signed_area
+
 __all__ = ["Shape", "Phantom", "sample_phantom", "FAMILIES"]
 
 FAMILIES = ("one-circle", "two-circles", "circle-triangle", "random", "homogeneous")
@@ -79,7 +81,7 @@ class Shape:
         area (and centroid) of the circle or ellipse it stands for."""
         if self.kind == "polygon":
             v = np.asarray(self.vertices, dtype=np.float64)
-            return v if _signed_area(v) > 0 else v[::-1]
+            return v if signed_area(v) > 0 else v[::-1]
         if self.kind == "circle":
             a = b = self.radius
         else:
@@ -176,11 +178,6 @@ class Phantom:
         return {"background": float(self.background),
                 "smooth_background_bumps": None if self.bumps is None else np.asarray(self.bumps).tolist(),
                 "objects": [s.as_dict() for s in self.shapes]}
-
-
-def _signed_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
 
 
 def _in_polygon(x: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ Mesh size
 varies fastest; both are given relative to the radius. The size grows linearly with the
 distance ``d`` to the nearest electrode end, ``h_e + (h - h_e) d / (grading R)``, capped at ``h``
 (gmsh ``Distance`` + ``Threshold`` background field; point sizes and size extension from the
-boundary are off, so the interior really coarsens). Meshing uses gmsh's 2-D Delaunay algorithm without Laplacian smoothing: the fastest
-choice here (smoothing costs a third of the time for a minimum angle of ~33 instead of ~29 deg).
+boundary are off, so the interior really coarsens). Meshing uses gmsh's 2-D Delaunay algorithm
+without Laplacian smoothing: the fastest choice here (smoothing buys slightly larger minimum angles
+for a sizeable share of the meshing time).
 
 Inclusions
 ----------
@@ -33,17 +34,16 @@ Only gmsh and numpy are needed here; the FEM lives in :mod:`phantombench.generat
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from phantombench.meshes.geometry import TriangleMesh, signed_area, triangle_signed_areas
+from phantombench.meshes.gmsh_session import gmsh_session
+
 __all__ = ["Electrodes", "DiskMesh", "disk_mesh"]
 
 TWO_PI = 2.0 * np.pi
-
-# gmsh keeps global state and is not thread-safe: one model at a time per process.
-_GMSH_LOCK = threading.Lock()
 
 
 def _wrap(a: np.ndarray | float) -> np.ndarray:
@@ -152,7 +152,7 @@ def _direction_sign(direction: str) -> float:
 
 
 @dataclass
-class DiskMesh:
+class DiskMesh(TriangleMesh):
     """A triangle mesh of a disk with electrodes.
 
     ``points`` (N, 2) m; ``cells`` (M, 3) int64, counter-clockwise; ``cell_region`` (M,) int32
@@ -162,8 +162,6 @@ class DiskMesh:
     end belongs to its electrode).
     """
 
-    points: np.ndarray
-    cells: np.ndarray
     cell_region: np.ndarray
     electrodes: Electrodes
     boundary_edges: np.ndarray
@@ -172,22 +170,6 @@ class DiskMesh:
     mesh_size: float
     electrode_mesh_size: float
     info: dict = field(default_factory=dict)
-
-    @property
-    def n_points(self) -> int:
-        return len(self.points)
-
-    @property
-    def n_cells(self) -> int:
-        return len(self.cells)
-
-    def cell_centroids(self) -> np.ndarray:
-        return self.points[self.cells].mean(axis=1)
-
-    def cell_areas(self) -> np.ndarray:
-        p = self.points[self.cells]
-        d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-        return 0.5 * (d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0])
 
     def electrode_edge_lengths(self) -> np.ndarray:
         """Meshed length of each electrode (sum of chord lengths, m)."""
@@ -222,20 +204,31 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
         the mesh conforms to them (their vertices are mesh nodes; their edges are split to the
         local mesh size).
     """
-    import gmsh
-
     R = float(electrodes.radius)
     h = float(mesh_size) * R
     he = float(electrode_mesh_size if electrode_mesh_size is not None else mesh_size / 4) * R
     if not (h > 0 and he > 0):
         raise ValueError("mesh sizes must be positive")
     he = min(he, h)
+    bpts = _boundary_points(electrodes)
+    polys = _check_inclusions(inclusions, R)
+    node_tags, xyz, cells_l, regions_l = _gmsh_disk(R, h, he, grading, bpts, polys)
+    points, cells, cell_region = _compact(node_tags, xyz, cells_l, regions_l)
+    bedges, edge_el, node_el = _boundary_electrodes(points, cells, electrodes)
+    return DiskMesh(points=points, cells=cells, cell_region=cell_region, electrodes=electrodes,
+                    boundary_edges=bedges, edge_electrode=edge_el, node_electrode=node_el,
+                    mesh_size=float(mesh_size), electrode_mesh_size=he / R,
+                    info={"n_points": int(len(points)), "n_cells": int(len(cells)),
+                          "n_inclusions": len(polys)})
+
+
+def _boundary_points(electrodes: Electrodes) -> list[tuple[float, int, int]]:
+    """Boundary points (angle, electrode, kind: 0 start, 1 end, 2 gap, 3 split): electrode ends (fine) and
+    the middle of each gap (coarse), so that arcs are never longer than pi (gmsh circle arcs need < pi)."""
     ivals = electrodes.intervals()
     L = electrodes.n
-    # boundary points: electrode ends (fine) and the middle of each gap (coarse) so that gap
-    # arcs are never longer than pi (gmsh circle arcs need < pi) and carry their own size.
     order = np.argsort(ivals[:, 0])
-    bpts: list[tuple[float, int, int]] = []  # (angle, electrode, kind: 0 start, 1 end, 2 gap, 3 split)
+    bpts: list[tuple[float, int, int]] = []
     for i, k in enumerate(order):
         a, b = ivals[k]
         a_next = ivals[order[(i + 1) % L], 0] + (TWO_PI if i == L - 1 else 0.0)
@@ -249,64 +242,70 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
         n_gap = max(1, int(np.ceil(gap / (0.9 * np.pi))))
         for j in range(n_gap):
             bpts.append((b + gap * (j + 0.5) / n_gap, -1, 2))
+    return bpts
 
+
+def _check_inclusions(inclusions, R: float) -> list[np.ndarray]:
     polys = [np.asarray(p, dtype=np.float64)[:, :2] for p in inclusions]
     for p in polys:
         if len(p) < 3:
             raise ValueError("an inclusion polygon needs at least 3 vertices")
         if np.any(np.hypot(p[:, 0], p[:, 1]) >= R):
             raise ValueError("inclusion polygons must lie strictly inside the disk")
+    return polys
 
-    with _GMSH_LOCK:
-        if not gmsh.isInitialized():
-            gmsh.initialize(readConfigFiles=False, interruptible=False)
-        # Start from default options every time: gmsh keeps state between models (e.g. the
-        # bounding-box size of the previous model, which scales geometric tolerances), which
-        # made a process's first mesh differ in round-off from later ones with the same input.
-        gmsh.option.restoreDefaults()
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.option.setNumber("General.Verbosity", 0)
-        name = "phantombench_disk"
-        gmsh.model.add(name)
-        try:
-            for k, v in (("Algorithm", 5), ("MeshSizeExtendFromBoundary", 0), ("MeshSizeFromPoints", 0),
-                         ("MeshSizeFromCurvature", 0), ("Optimize", 0), ("Smoothing", 0), ("RandomSeed", 1)):
-                gmsh.option.setNumber("Mesh." + k, v)
-            geo = gmsh.model.geo
-            c0 = geo.addPoint(0.0, 0.0, 0.0, h)
-            ptags = [geo.addPoint(R * np.cos(t), R * np.sin(t), 0.0, h) for t, _, _ in bpts]
-            arcs = [geo.addCircleArc(ptags[i], c0, ptags[(i + 1) % len(ptags)]) for i in range(len(ptags))]
-            outer = geo.addCurveLoop(arcs)
-            loops = []
-            for p in polys:
-                q = p if _signed_area(p) > 0 else p[::-1]
-                vt = [geo.addPoint(x, y, 0.0, h) for x, y in q]
-                lines = [geo.addLine(vt[i], vt[(i + 1) % len(vt)]) for i in range(len(vt))]
-                loops.append(geo.addCurveLoop(lines))
-            s_bg = geo.addPlaneSurface([outer] + loops)
-            s_inc = [geo.addPlaneSurface([lp]) for lp in loops]
-            geo.synchronize()
-            fld = gmsh.model.mesh.field
-            end_tags = [ptags[i] for i, (_, _, kind) in enumerate(bpts) if kind in (0, 1)]
-            fd = fld.add("Distance")
-            fld.setNumbers(fd, "PointsList", end_tags)
-            ft = fld.add("Threshold")
-            fld.setNumber(ft, "InField", fd)
-            fld.setNumber(ft, "SizeMin", he)
-            fld.setNumber(ft, "SizeMax", h)
-            fld.setNumber(ft, "DistMin", 0.0)
-            fld.setNumber(ft, "DistMax", grading * R)
-            fld.setAsBackgroundMesh(ft)
-            gmsh.model.mesh.generate(2)
-            node_tags, xyz, _ = gmsh.model.mesh.getNodes()
-            cells_l, regions_l = [], []
-            for region, s in enumerate([s_bg] + s_inc):
-                _, tri_nodes = gmsh.model.mesh.getElementsByType(2, s)
-                cells_l.append(np.asarray(tri_nodes, dtype=np.int64).reshape(-1, 3))
-                regions_l.append(np.full(len(cells_l[-1]), region, dtype=np.int32))
-        finally:
-            gmsh.model.remove()
 
+# 2-D Delaunay, sizes from the background field only, no optimisation or smoothing pass
+_DISK_OPTIONS = {"Mesh.Algorithm": 5, "Mesh.MeshSizeExtendFromBoundary": 0, "Mesh.MeshSizeFromPoints": 0,
+                 "Mesh.MeshSizeFromCurvature": 0, "Mesh.Optimize": 0, "Mesh.Smoothing": 0, "Mesh.RandomSeed": 1}
+
+
+def _gmsh_disk(R, h, he, grading, bpts, polys):
+    """gmsh geometry (circle arcs between the boundary points, inclusion loops) and mesh: node tags,
+    coordinates, and per surface (background first, then each inclusion) its triangles."""
+    with gmsh_session("phantombench_disk", _DISK_OPTIONS) as gmsh:
+        geo = gmsh.model.geo
+        c0 = geo.addPoint(0.0, 0.0, 0.0, h)
+        ptags = [geo.addPoint(R * np.cos(t), R * np.sin(t), 0.0, h) for t, _, _ in bpts]
+        arcs = [geo.addCircleArc(ptags[i], c0, ptags[(i + 1) % len(ptags)]) for i in range(len(ptags))]
+        outer = geo.addCurveLoop(arcs)
+        loops = []
+        for p in polys:
+            q = p if signed_area(p) > 0 else p[::-1]
+            vt = [geo.addPoint(x, y, 0.0, h) for x, y in q]
+            lines = [geo.addLine(vt[i], vt[(i + 1) % len(vt)]) for i in range(len(vt))]
+            loops.append(geo.addCurveLoop(lines))
+        s_bg = geo.addPlaneSurface([outer] + loops)
+        s_inc = [geo.addPlaneSurface([lp]) for lp in loops]
+        geo.synchronize()
+        _electrode_size_field(gmsh, [ptags[i] for i, (_, _, kind) in enumerate(bpts) if kind in (0, 1)],
+                              he, h, grading * R)
+        gmsh.model.mesh.generate(2)
+        node_tags, xyz, _ = gmsh.model.mesh.getNodes()
+        cells_l, regions_l = [], []
+        for region, s in enumerate([s_bg] + s_inc):
+            _, tri_nodes = gmsh.model.mesh.getElementsByType(2, s)
+            cells_l.append(np.asarray(tri_nodes, dtype=np.int64).reshape(-1, 3))
+            regions_l.append(np.full(len(cells_l[-1]), region, dtype=np.int32))
+    return node_tags, xyz, cells_l, regions_l
+
+
+def _electrode_size_field(gmsh, end_tags, he, h, dist_max):
+    """Size ``he`` at the electrode ends, growing linearly to ``h`` at distance ``dist_max``."""
+    fld = gmsh.model.mesh.field
+    fd = fld.add("Distance")
+    fld.setNumbers(fd, "PointsList", end_tags)
+    ft = fld.add("Threshold")
+    fld.setNumber(ft, "InField", fd)
+    fld.setNumber(ft, "SizeMin", he)
+    fld.setNumber(ft, "SizeMax", h)
+    fld.setNumber(ft, "DistMin", 0.0)
+    fld.setNumber(ft, "DistMax", dist_max)
+    fld.setAsBackgroundMesh(ft)
+
+
+def _compact(node_tags, xyz, cells_l, regions_l):
+    """Points used by the triangles (in node-tag order), cells renumbered and counter-clockwise, regions."""
     node_tags = np.asarray(node_tags, dtype=np.int64)
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)[:, :2]
     cells_tag = np.concatenate(cells_l)
@@ -314,17 +313,19 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
     used = np.unique(cells_tag)
     lookup = np.full(int(node_tags.max()) + 1, -1, dtype=np.int64)
     lookup[node_tags] = np.arange(len(node_tags))
-    keep = lookup[used]
-    points = xyz[keep]
+    points = xyz[lookup[used]]
     renum = np.full(int(node_tags.max()) + 1, -1, dtype=np.int64)
     renum[used] = np.arange(len(used))
     cells = renum[cells_tag]
-    # orient counter-clockwise
-    p = points[cells]
-    det = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])
-    flip = det < 0
+    flip = triangle_signed_areas(points, cells) < 0
     cells[flip] = cells[flip][:, [0, 2, 1]]
-    # project boundary nodes exactly onto the circle (gmsh puts them there to ~1e-16 already)
+    return points, cells, cell_region
+
+
+def _boundary_electrodes(points, cells, electrodes: Electrodes):
+    """Boundary nodes projected exactly onto the circle (in place; gmsh puts them there to ~1e-16 already);
+    boundary edges in counter-clockwise order, the electrode of each edge and of each node (-1: none)."""
+    R = float(electrodes.radius)
     bedges = _boundary_edges(cells)
     bnodes = np.unique(bedges)
     r = np.hypot(points[bnodes, 0], points[bnodes, 1])
@@ -335,19 +336,8 @@ def disk_mesh(electrodes: Electrodes, mesh_size: float = 0.04, electrode_mesh_si
     on = edge_el >= 0
     node_el[bedges[on, 0]] = edge_el[on]
     node_el[bedges[on, 1]] = edge_el[on]
-    # order boundary edges counter-clockwise by the angle of their midpoint
-    ang = np.mod(np.arctan2(mid[:, 1], mid[:, 0]), TWO_PI)
-    o = np.argsort(ang)
-    missing = [k for k in range(L) if not np.any(edge_el == k)]
+    o = np.argsort(np.mod(np.arctan2(mid[:, 1], mid[:, 0]), TWO_PI))  # counter-clockwise by midpoint angle
+    missing = [k for k in range(electrodes.n) if not np.any(edge_el == k)]
     if missing:
         raise RuntimeError(f"electrodes {missing} got no mesh edge; refine electrode_mesh_size")
-    return DiskMesh(points=points, cells=cells, cell_region=cell_region, electrodes=electrodes,
-                    boundary_edges=bedges[o], edge_electrode=edge_el[o], node_electrode=node_el,
-                    mesh_size=float(mesh_size), electrode_mesh_size=he / R,
-                    info={"n_points": int(len(points)), "n_cells": int(len(cells)),
-                          "n_inclusions": len(polys)})
-
-
-def _signed_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    return bedges[o], edge_el[o], node_el
