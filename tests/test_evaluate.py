@@ -11,30 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench_helpers import make_brain_dataset
 from phantombench import open_dataset
 from phantombench.evaluate import EvaluationError, evaluate
 from phantombench.solvers.base import SolverError, load_solver_class, resolve_device
 from phantombench.tasks import TaskError, get_task
 
-HERE = Path(__file__).resolve().parent
-BROKEN = HERE / "broken_solvers.py"
 PB = str(Path(sys.executable).with_name("phantombench"))
 
 
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    return make_brain_dataset(tmp_path_factory.mktemp("fake") / "ds", n=3)
-
-
-@pytest.fixture(scope="module")
-def fake10(tmp_path_factory):
-    return make_brain_dataset(tmp_path_factory.mktemp("fake10") / "ds", n=10)
-
-
-def test_constant_record_and_hand_value(fake, tmp_path):
-    ev = evaluate("constant", "brain-elasticity", fake, out_dir=tmp_path / "out")
-    ds = open_dataset(fake)
+def test_constant_record_and_hand_value(fake_brain, tmp_path):
+    ev = evaluate("constant", "brain-elasticity", fake_brain, out_dir=tmp_path / "out")
+    ds = open_dataset(fake_brain)
     r = ev.record
     (i,) = ds.split("test")
     labels = ds[i]["labels"]
@@ -57,8 +44,8 @@ def test_constant_record_and_hand_value(fake, tmp_path):
     assert (tmp_path / "out" / "thumb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_kind_of_broken_case_fails_cleanly_and_the_run_goes_on(fake10):
-    ev = evaluate(f"{BROKEN}:Chaos", "brain-elasticity", fake10, split="train")
+def test_every_kind_of_broken_case_fails_cleanly_and_the_run_goes_on(fake_brain10, broken_solvers):
+    ev = evaluate(f"{broken_solvers}:Chaos", "brain-elasticity", fake_brain10, split="train")
     c = ev.cases.set_index("index")
     assert list(c["status"]) == ["ok", "failed", "failed", "failed", "failed", "failed", "ok", "failed"]
     reasons = c["reason"]
@@ -75,16 +62,16 @@ def test_every_kind_of_broken_case_fails_cleanly_and_the_run_goes_on(fake10):
     assert r["metrics"]["MARE_E"]["n"] == 2
 
 
-def test_strict_stops_at_first_failure(fake10):
-    ev = evaluate(f"{BROKEN}:Chaos", "brain-elasticity", fake10, split="train", strict=True)
+def test_strict_stops_at_first_failure(fake_brain10, broken_solvers):
+    ev = evaluate(f"{broken_solvers}:Chaos", "brain-elasticity", fake_brain10, split="train", strict=True)
     assert list(ev.cases["status"]) == ["ok", "failed"]
 
 
-def test_in_process_failures(fake):
+def test_in_process_failures(fake_brain, broken_solvers):
     task = get_task("brain-elasticity")
     for cls, needle in (("Raises", "RuntimeError: deliberate failure"), ("NaNs", "NaN"),
                         ("WrongShape", "wrong shape"), ("Hangs", "timeout")):
-        ev = evaluate(f"{BROKEN}:{cls}", task, fake, isolate=False)
+        ev = evaluate(f"{broken_solvers}:{cls}", task, fake_brain, isolate=False)
         assert ev.record["cases"]["failed"] == 1, cls
         assert needle in ev.failed[0]["reason"], (cls, ev.failed[0]["reason"])
 
@@ -100,9 +87,9 @@ def test_validate_rejects_non_dict_and_missing_fields():
     assert reason is None and clean["E"].dtype == np.float64
 
 
-def test_fit_sees_training_targets(fake, tmp_path):
-    ev = evaluate(f"{BROKEN}:Learner", "brain-elasticity", fake)
-    ds = open_dataset(fake)
+def test_fit_sees_training_targets(fake_brain, broken_solvers, tmp_path):
+    ev = evaluate(f"{broken_solvers}:Learner", "brain-elasticity", fake_brain)
+    ds = open_dataset(fake_brain)
     (tr,) = ds.split("train")
     s = ds[tr]
     r = ev.record
@@ -113,25 +100,25 @@ def test_fit_sees_training_targets(fake, tmp_path):
     assert r["metrics"]["MARE_E"]["mean"] == pytest.approx(want, rel=1e-9)
 
 
-def test_start_failures_raise(fake):
+def test_start_failures_raise(fake_brain, broken_solvers):
     with pytest.raises(EvaluationError, match="unknown solver 'nope'"):
-        evaluate("nope", "brain-elasticity", fake)
+        evaluate("nope", "brain-elasticity", fake_brain)
     with pytest.raises(EvaluationError, match="time_budget_s=1e\\+06"):
-        evaluate(f"{BROKEN}:TooGreedy", "brain-elasticity", fake)
+        evaluate(f"{broken_solvers}:TooGreedy", "brain-elasticity", fake_brain)
     with pytest.raises(EvaluationError, match="no parameter"):
-        evaluate("constant", "brain-elasticity", fake, params={"bogus": 1})
+        evaluate("constant", "brain-elasticity", fake_brain, params={"bogus": 1})
     with pytest.raises(TaskError, match="takes datasets of generator liver-mre"):
-        evaluate("constant", "mre", fake)
+        evaluate("constant", "mre", fake_brain)
     with pytest.raises(SolverError, match="does not do task 'mre'"):
         load_solver_class("direct-elasticity")(get_task("mre"))
 
 
-def test_discovery_by_file_module_and_entry_point(tmp_path, monkeypatch):
+def test_discovery_by_file_module_and_entry_point(broken_solvers, tmp_path, monkeypatch):
     assert load_solver_class("constant").name == "constant"
-    assert load_solver_class(f"{BROKEN}:Raises").name == "broken-raises"
+    assert load_solver_class(f"{broken_solvers}:Raises").name == "broken-raises"
     assert load_solver_class("phantombench.solvers.constant:Constant").name == "constant"
     with pytest.raises(SolverError, match="no attribute 'Nope'"):
-        load_solver_class(f"{BROKEN}:Nope")
+        load_solver_class(f"{broken_solvers}:Nope")
     # an installed distribution advertising a solver through the entry-point group
     pkg = tmp_path / "site"
     (pkg / "mysolverpkg").mkdir(parents=True)
@@ -182,36 +169,25 @@ def test_direct_inversion_is_exact_for_a_homogeneous_solid():
     assert np.abs(r["nu"] - nu).max() < 1e-6
 
 
-@pytest.fixture(scope="module")
-def elunet(tmp_path_factory):
-    root = tmp_path_factory.mktemp("elunet")
-    out = {}
-    from phantombench import runner
-
-    for preset in ("elunet-soft", "elunet-noisy"):
-        runner.generate("brain-slice", preset, 1, root / preset, workers=0)
-        out[preset] = root / preset
-    return out
-
-
 @pytest.mark.parametrize("preset", ["elunet-soft", "elunet-noisy"])
-def test_direct_elasticity_beats_constant(elunet, preset):
-    base = evaluate("constant", "brain-elasticity", elunet[preset], isolate=False).record["metrics"]
-    de = evaluate("direct-elasticity", "brain-elasticity", elunet[preset], isolate=False).record["metrics"]
+def test_direct_elasticity_beats_constant(generated, preset):
+    ds = generated("brain-slice", preset)
+    base = evaluate("constant", "brain-elasticity", ds, isolate=False).record["metrics"]
+    de = evaluate("direct-elasticity", "brain-elasticity", ds, isolate=False).record["metrics"]
     # measured: soft 1.7 % vs 21.9 %, noisy 4.2 % vs 22 % (MARE_E)
     assert de["MARE_E"]["mean"] < 0.3 * base["MARE_E"]["mean"]
     assert de["MARE_E"]["mean"] < 8.0
     assert de["SSIM_E"]["mean"] > base["SSIM_E"]["mean"]
 
 
-def test_cli_evaluate(fake, tmp_path):
+def test_cli_evaluate(fake_brain, broken_solvers, tmp_path):
     out = tmp_path / "cli"
-    p = subprocess.run([PB, "evaluate", "constant", "--task", "brain-elasticity", "--dataset", str(fake),
+    p = subprocess.run([PB, "evaluate", "constant", "--task", "brain-elasticity", "--dataset", str(fake_brain),
                         "--out", str(out), "-q"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "MARE_E" in p.stdout and "harness" in p.stdout
     rec = json.loads((out / "record.json").read_text())
     assert rec["task"]["name"] == "brain-elasticity" and rec["cases"]["ok"] == 1
-    p = subprocess.run([PB, "evaluate", f"{BROKEN}:Nope", "--task", "brain-elasticity", "--dataset", str(fake)],
-                       capture_output=True, text=True)
+    p = subprocess.run([PB, "evaluate", f"{broken_solvers}:Nope", "--task", "brain-elasticity", "--dataset",
+                        str(fake_brain)], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no attribute 'Nope'" in p.stderr

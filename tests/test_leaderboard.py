@@ -11,30 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from bench_helpers import make_brain_dataset, tree_digest
 from phantombench import leaderboard as lb
 from phantombench.evaluate import evaluate
 from phantombench.submit import SubmitError, submit
 from phantombench.tasks import TASKS
+from tests.bench_helpers import tree_digest
 
-HERE = Path(__file__).resolve().parent
-BROKEN = HERE / "broken_solvers.py"
 PB = str(Path(sys.executable).with_name("phantombench"))
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    return make_brain_dataset(tmp_path_factory.mktemp("fake") / "ds", n=3)
-
-
-@pytest.fixture(scope="module")
-def evaluations(fake, tmp_path_factory):
+def evaluations(fake_brain, broken_solvers, tmp_path_factory):
     root = tmp_path_factory.mktemp("evals")
     evs = []
     for k, (spec, params) in enumerate([("constant", {}), ("constant", {"value_nu": 0.40}),
-                                        (f"{BROKEN}:Learner", {})]):
-        evs.append(evaluate(spec, "brain-elasticity", fake, params=params, isolate=False, out_dir=root / str(k)))
+                                        (f"{broken_solvers}:Learner", {})]):
+        evs.append(evaluate(spec, "brain-elasticity", fake_brain, params=params, isolate=False, out_dir=root / str(k)))
     return evs
 
 
@@ -62,11 +55,11 @@ def test_render_tables_best_marked_and_deterministic(evaluations, tmp_path):
     assert lb.check(board) == ["README.md"]
 
 
-def test_concurrent_writers_lose_nothing(evaluations, fake, tmp_path):
+def test_concurrent_writers_lose_nothing(evaluations, fake_brain, tmp_path):
     board = tmp_path / "board"
     evs = []
     for k in range(6):   # six distinct records (different params -> different ids)
-        ev = evaluate("constant", "brain-elasticity", fake, params={"value_nu": 0.30 + 0.01 * k}, isolate=False,
+        ev = evaluate("constant", "brain-elasticity", fake_brain, params={"value_nu": 0.30 + 0.01 * k}, isolate=False,
                       out_dir=tmp_path / f"e{k}")
         evs.append(ev)
     threads = [threading.Thread(target=lb.add_evaluations, args=(board, [ev])) for ev in evs]
@@ -101,10 +94,10 @@ def seeded_board(data_root, tmp_path_factory):
 @pytest.mark.parametrize("cls,needle", [("Raises", "RuntimeError: deliberate failure"),
                                         ("Hangs", "timeout"), ("NaNs", "NaN"), ("WrongShape", "wrong shape"),
                                         ("KiloPascal", "more than 100x off")])
-def test_broken_submission_leaves_board_byte_identical(seeded_board, data_root, cls, needle):
+def test_broken_submission_leaves_board_byte_identical(seeded_board, data_root, broken_solvers, cls, needle):
     before = tree_digest(seeded_board)
     with pytest.raises(SubmitError) as e:
-        submit(f"{BROKEN}:{cls}", "brain-elasticity", board=seeded_board, data_root=data_root,
+        submit(f"{broken_solvers}:{cls}", "brain-elasticity", board=seeded_board, data_root=data_root,
                presets=["elunet-soft"])
     msg = str(e.value)
     assert msg.startswith("rejected: ") and "brain-slice/elunet-soft/v1, case 000000" in msg and needle in msg
@@ -112,11 +105,11 @@ def test_broken_submission_leaves_board_byte_identical(seeded_board, data_root, 
     assert tree_digest(seeded_board) == before
 
 
-def test_cli_submit_accepts_and_rejects(seeded_board, data_root, tmp_path):
+def test_cli_submit_accepts_and_rejects(seeded_board, data_root, broken_solvers, tmp_path):
     board = tmp_path / "board"
     shutil.copytree(seeded_board, board)
     before = tree_digest(board)
-    p = subprocess.run([PB, "submit", f"{BROKEN}:NaNs", "--task", "brain-elasticity", "--board", str(board),
+    p = subprocess.run([PB, "submit", f"{broken_solvers}:NaNs", "--task", "brain-elasticity", "--board", str(board),
                         "--data", str(data_root), "--preset", "elunet-soft"], capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("rejected: broken-nan on brain-slice/")
