@@ -16,7 +16,8 @@ Boundary conditions:
   * bottom edge (facets on ``y = ymin``): frictionless support, ``u_y = 0``, ``u_x`` free.
   * the rigid x-translation is removed by pinning ``u_x = 0`` at one vertex: the bottom vertex with the
     smallest x (the bottom-left corner of a rectangular domain).  With a normal top load that pin carries
-    no force (check with :meth:`PlaneStressSolution.reaction_bottom`; its x component is ~1e-16 x the load).
+    no force (check with :meth:`PlaneStressSolution.reaction_bottom`: its x component is round-off;
+    tests/test_elasticity.py asserts the pin reaction is negligible against the load).
   * all other boundary facets (the sides) are traction free.
 
 Discretisation: continuous Lagrange Pk vector displacement (``order`` 1 or 2; default
@@ -71,23 +72,13 @@ __all__ = [
     "stress",
 ]
 
-# Default element order, from scripts/study_elasticity_order.py (brain-slice default mesh sizes: 0.8 mm
-# at interfaces, 3 mm away; 33 Pa top load; reference = P2 on the same mesh refined uniformly twice,
-# which nests the spaces and keeps the material layout, so only FE error is measured; strain error =
-# relative L2 of (exx, eyy, exy) at the 142 x 100 pixel centres; solve = best of 3, warm, one core):
-#                                           dofs   energy-norm err   strain err (exact FE)   solve
-#   stiff disc 20 kPa in 1 kPa, 2118 nodes:
-#     P1                                    4236       1.74 %            1.57 %             0.014 s
-#     P2                                   16686       0.11 %            0.10 %             0.07 s
-#     P1 on the mesh refined once          16686       0.88 %            0.81 %             0.05 s
-#   MNI brain slice 6, El-UNet soft, 6044 nodes:
-#     P1                                   12088       1.43 %            1.18 %             0.03 s
-#     P2                                   48094       0.33 %            0.28 %             0.18 s
-#     P1 on the mesh refined once          48094       0.79 %            0.66 %             0.17 s
-# At equal dofs and equal time P2 is 2.4x (brain) to 8x (disc) more accurate -> P2.
-# Caveat: through VERTEX-averaged nodal strains (the Sibson path) interface smearing dominates (brain
-# 2.38 % P2 vs 2.46 % P1); nodal values at all P2 nodes (nodal_fields(at="dofs")) give 1.78 %, the
-# same as P1 on the refined mesh (1.79 %).
+# Default element order, chosen with scripts/study_elasticity_order.py at the brain-slice default mesh
+# sizes (a stiff disc in a soft block, and the MNI brain slice 6; reference = P2 on the same mesh refined
+# uniformly twice, so only FE error is measured): at equal dofs and equal solve time P2 is several times
+# more accurate than P1 or than P1 on the refined mesh, in energy norm and in pixel strains -> P2.
+# Caveat: through VERTEX-averaged nodal strains (the Sibson path) interface smearing dominates and P1 and
+# P2 come out alike; nodal values at all P2 nodes (nodal_fields(at="dofs")) do as well as P1 refined once.
+# Run the script for the current numbers.
 DEFAULT_ORDER = 2
 
 #: Field names returned by :meth:`PlaneStressSolution.nodal_fields` / ``cell_fields`` / ``evaluate``.
@@ -598,6 +589,44 @@ def solve_plane_stress(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    mesh, node_out, cell_out, n_out_nodes = _as_dolfinx(mesh)
+    n_cells = mesh.topology.index_map(2).size_local
+    E_arr = _as_cell_array(cell_E, n_cells, "cell_E")
+    nu_arr = _as_cell_array(cell_nu, n_cells, "cell_nu")
+    if cell_out is not None:  # given in the input cell order
+        E_arr, nu_arr = E_arr[cell_out], nu_arr[cell_out]
+    if np.any(E_arr <= 0) or np.any(nu_arr <= -1) or np.any(nu_arr >= 0.5):
+        raise ValueError("need E > 0 and -1 < nu < 0.5 in every cell")
+    top_facets, bottom_facets, pin_vertex = _boundary(mesh, facet_tags, top_tag, bottom_tag, coord_rtol)
+    V = fem.functionspace(mesh, ("Lagrange", order, (2,)))
+    Q = fem.functionspace(mesh, ("DG", 0))
+    E, nu = _dg0(Q, E_arr, "E"), _dg0(Q, nu_arr, "nu")
+    uh = fem.Function(V, name="u")
+    t_c = fem.Constant(mesh, PETSc.ScalarType(traction))
+    if body_force is None and boundary_stress is None:
+        a_form, L_form, R_form = _bound_forms(mesh, V, E, nu, uh, t_c, top_facets, order)
+    else:
+        a_form, L_form, R_form = _hooked_forms(mesh, V, E, nu, uh, t_c, top_facets, body_force,
+                                               boundary_stress, order)
+    bcs, bottom_dofs, pin_dofs = _supports(mesh, V, bottom_facets, pin_vertex)
+    timings["setup"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    A, b, load = _assemble(a_form, L_form, bcs)
+    timings["assemble"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    _cholesky_solve(A, b, uh, mumps_ordering)
+    timings["solve"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    return PlaneStressSolution(u=uh, E=E, nu=nu, traction=float(traction), order=order,
+                               bottom_dofs=np.asarray(bottom_dofs, dtype=np.int64).reshape(-1),
+                               pin_dofs=np.asarray(pin_dofs, dtype=np.int64).reshape(-1),
+                               load_vector=load, _residual_form=R_form, timings=timings,
+                               node_out=node_out, cell_out=cell_out, n_out_nodes=n_out_nodes)
+
+
+def _as_dolfinx(mesh):
+    """(dolfinx mesh, node_out, cell_out, n_out_nodes): a mesher result with arrays and ``to_dolfinx()``
+    is converted (outputs then follow its node / cell order); a result holding ``.mesh`` is unwrapped."""
     node_out = cell_out = n_out_nodes = None
     if not isinstance(mesh, dmesh.Mesh):
         if hasattr(mesh, "to_dolfinx"):  # mesher result with points / cells arrays (LabelMesh)
@@ -611,17 +640,14 @@ def solve_plane_stress(
         raise ValueError("solve_plane_stress works on serial meshes (MPI.COMM_SELF)")
     if mesh.topology.cell_type != dmesh.CellType.triangle or mesh.geometry.cmaps[0].degree != 1:
         raise ValueError("solve_plane_stress needs an affine triangle mesh")
+    return mesh, node_out, cell_out, n_out_nodes
+
+
+def _boundary(mesh, facet_tags, top_tag, bottom_tag, coord_rtol):
+    """Top and bottom facets (from the tags, else by coordinate) and the pin: the bottom vertex with the
+    smallest x."""
     tdim, fdim = 2, 1
     topo = mesh.topology
-    n_cells = topo.index_map(tdim).size_local
-    E_arr = _as_cell_array(cell_E, n_cells, "cell_E")
-    nu_arr = _as_cell_array(cell_nu, n_cells, "cell_nu")
-    if cell_out is not None:  # given in the input cell order
-        E_arr, nu_arr = E_arr[cell_out], nu_arr[cell_out]
-    if np.any(E_arr <= 0) or np.any(nu_arr <= -1) or np.any(nu_arr >= 0.5):
-        raise ValueError("need E > 0 and -1 < nu < 0.5 in every cell")
-
-    # ---- boundary entities ----
     X = mesh.geometry.x
     ymin, ymax = float(X[:, 1].min()), float(X[:, 1].max())
     tol = coord_rtol * (ymax - ymin)
@@ -635,58 +661,57 @@ def solve_plane_stress(
         bottom_facets = dmesh.locate_entities_boundary(mesh, fdim, lambda x: np.abs(x[1] - ymin) <= tol)
     if len(top_facets) == 0 or len(bottom_facets) == 0:
         raise ValueError("found no top or no bottom boundary facets")
-    # pin: the bottom vertex with the smallest x
     topo.create_connectivity(fdim, 0)
     bverts = np.unique(topo.connectivity(fdim, 0).array.reshape(-1, 2)[bottom_facets])
     vx = dmesh.entities_to_geometry(mesh, 0, bverts).reshape(-1)
     pin_vertex = bverts[[int(np.argmin(X[vx, 0]))]].astype(np.int32)
+    return top_facets, bottom_facets, pin_vertex
 
-    # ---- spaces, coefficients ----
-    V = fem.functionspace(mesh, ("Lagrange", order, (2,)))
-    Q = fem.functionspace(mesh, ("DG", 0))
-    E = fem.Function(Q, name="E")
-    nu = fem.Function(Q, name="nu")
-    qdofs = Q.dofmap.list[:, 0]
-    E.x.array[qdofs] = E_arr
-    nu.x.array[qdofs] = nu_arr
-    uh = fem.Function(V, name="u")
-    t_c = fem.Constant(mesh, PETSc.ScalarType(traction))
 
-    top_domains = fem.compute_integration_domains(fem.IntegralType.exterior_facet, topo,
+def _dg0(Q, values: np.ndarray, name: str) -> fem.Function:
+    """A function of the DG0 space ``Q`` with the given per-cell values (dolfinx cell order)."""
+    f = fem.Function(Q, name=name)
+    f.x.array[Q.dofmap.list[:, 0]] = values
+    return f
+
+
+def _bound_forms(mesh, V, E, nu, uh, t_c, top_facets, order):
+    """The per-process compiled a, L, R bound to this mesh and its coefficients."""
+    top_domains = fem.compute_integration_domains(fem.IntegralType.exterior_facet, mesh.topology,
                                                   np.asarray(top_facets, dtype=np.int32))
-    if body_force is None and boundary_stress is None:
-        cf = _compiled_forms(order, mesh.ufl_domain().ufl_coordinate_element())
-        cmap = {cf.E: E, cf.nu: nu, cf.uh: uh}
-        kmap = {cf.t: t_c}
-        sub = {fem.IntegralType.exterior_facet: [(_TOP, np.asarray(top_domains))]}
-        a_form = fem.create_form(cf.a, [V, V], mesh, {}, cmap, {})
-        L_form = fem.create_form(cf.L, [V], mesh, sub, {}, kmap)
-        R_form = fem.create_form(cf.R, [V], mesh, sub, cmap, kmap)
-    else:
-        a_form, L_form, R_form = _hooked_forms(mesh, V, E, nu, uh, t_c, top_facets, body_force,
-                                               boundary_stress, order)
+    cf = _compiled_forms(order, mesh.ufl_domain().ufl_coordinate_element())
+    cmap = {cf.E: E, cf.nu: nu, cf.uh: uh}
+    kmap = {cf.t: t_c}
+    sub = {fem.IntegralType.exterior_facet: [(_TOP, np.asarray(top_domains))]}
+    return (fem.create_form(cf.a, [V, V], mesh, {}, cmap, {}),
+            fem.create_form(cf.L, [V], mesh, sub, {}, kmap),
+            fem.create_form(cf.R, [V], mesh, sub, cmap, kmap))
 
-    # ---- Dirichlet conditions (homogeneous) ----
-    topo.create_connectivity(0, tdim)
-    bottom_dofs = fem.locate_dofs_topological(V.sub(1), fdim, bottom_facets)
+
+def _supports(mesh, V, bottom_facets, pin_vertex):
+    """Homogeneous Dirichlet conditions: u_y = 0 on the bottom, u_x = 0 at the pin; (bcs, their dofs)."""
+    mesh.topology.create_connectivity(0, 2)
+    bottom_dofs = fem.locate_dofs_topological(V.sub(1), 1, bottom_facets)
     pin_dofs = fem.locate_dofs_topological(V.sub(0), 0, pin_vertex)
     zero = PETSc.ScalarType(0)
     bcs = [fem.dirichletbc(zero, bottom_dofs, V.sub(1)), fem.dirichletbc(zero, pin_dofs, V.sub(0))]
-    timings["setup"] = time.perf_counter() - t0
+    return bcs, bottom_dofs, pin_dofs
 
-    # ---- assemble ----
-    t1 = time.perf_counter()
+
+def _assemble(a_form, L_form, bcs):
+    """(A, b, unconstrained load vector); homogeneous Dirichlet values, so lifting is a no-op and only the
+    constrained entries of b are zeroed."""
     A = fem_petsc.assemble_matrix(a_form, bcs=bcs)
     A.assemble()
     b = fem_petsc.assemble_vector(L_form)
     b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
     load = b.getArray(readonly=True).copy()
-    # homogeneous Dirichlet values: lifting is a no-op, only the constrained entries are zeroed
     fem_petsc.set_bc(b, bcs)
-    timings["assemble"] = time.perf_counter() - t1
+    return A, b, load
 
-    # ---- factor and solve (MUMPS Cholesky, matrix SPD) ----
-    t2 = time.perf_counter()
+
+def _cholesky_solve(A, b, uh, mumps_ordering: int) -> None:
+    """Solve A u = b into ``uh`` by MUMPS Cholesky (A is SPD); A and b are destroyed."""
     A.setOption(PETSc.Mat.Option.SPD, True)
     ksp = PETSc.KSP().create(MPI.COMM_SELF)
     try:
@@ -707,14 +732,6 @@ def solve_plane_stress(
         ksp.destroy()
         A.destroy()
         b.destroy()
-    timings["solve"] = time.perf_counter() - t2
-    timings["total"] = time.perf_counter() - t0
-
-    return PlaneStressSolution(u=uh, E=E, nu=nu, traction=float(traction), order=order,
-                               bottom_dofs=np.asarray(bottom_dofs, dtype=np.int64).reshape(-1),
-                               pin_dofs=np.asarray(pin_dofs, dtype=np.int64).reshape(-1),
-                               load_vector=load, _residual_form=R_form, timings=timings,
-                               node_out=node_out, cell_out=cell_out, n_out_nodes=n_out_nodes)
 
 
 def _hooked_forms(mesh, V, E, nu, uh, t_c, top_facets, body_force, boundary_stress, order):
