@@ -60,8 +60,6 @@ step 7-50x slower than 1 (threads wait on busy cores; ``scripts/bench_mre_solver
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -71,8 +69,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from phantombench.solvers.base import Solver, progress_bar
+from phantombench.solvers.base import Solver
 from phantombench.solvers.mre_direct import read_observation
+from phantombench.solvers.training import (Budget, Checkpoint, Fingerprint, Precision, Trainer, atomic_save,
+                                             seed_everything, tag_hash)
 
 LOG_MID, LOG_SCALE = 5.5, 1.0
 PHI_SCALE = 0.5
@@ -222,23 +222,68 @@ def n_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-# ------------------------------------------------------------------------------------------ helpers
-def _dataset_id(cases) -> dict[str, Any]:
-    ds = getattr(cases, "dataset", None)
-    man = getattr(ds, "manifest", None) or {}
-    return {"name": man.get("name"), "version": man.get("version"), "preset": man.get("preset"),
-            "content_hash": man.get("content_hash"), "seed": man.get("seed"),
-            "path": str(getattr(ds, "path", "")) or None,
-            "indices": [int(i) for i in getattr(cases, "indices", range(len(cases)))]}
+# ------------------------------------------------------------------------------------------ training
+def dime_loss(out, y, w, phi_weight: float):
+    """Weighted L1 over the mask: (total, log|G*| part, phi part); ``w`` the per-pixel weights (B, H, W)."""
+    e = (out - y).abs()
+    den = w.sum().clamp_min(1.0)
+    l0 = (e[:, 0] * w).sum() / den
+    l1 = (e[:, 1] * w).sum() / den
+    return l0 + phi_weight * l1, l0, l1
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
+class PatchSampler:
+    """Random training patches: ``crop`` x ``crop`` windows centred on tissue pixels of random images, with a
+    random global phase, 90-degree rotation and flip when ``augment`` (exact symmetries for antiplane data)."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    def __init__(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, crop: int, batch: int, augment: bool,
+                 n_comp: int, rng: np.random.Generator, device):
+        import torch
+
+        self.X, self.Y, self.W = (torch.from_numpy(a) for a in (X, Y, W))
+        self.H, self.Wd = X.shape[-2:]
+        self.crop = min(int(crop), self.H, self.Wd)
+        self.batch_size, self.augment, self.n_comp = int(batch), bool(augment), n_comp
+        self.rng, self.device = rng, device
+        self.centres = [np.argwhere(w > 0) for w in W]   # crop centres: tissue pixels of each image
+
+    def _augment(self, x, yy, ww):
+        import torch
+
+        rng = self.rng
+        th = float(rng.uniform(0, 2 * np.pi))
+        c, s = math.cos(th), math.sin(th)
+        x = x.clone()
+        for k in range(self.n_comp):  # U -> U e^{i th}
+            re, im = x[2 * k].clone(), x[2 * k + 1]
+            x[2 * k] = c * re - s * im
+            x[2 * k + 1] = s * re + c * im
+        r = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        x, yy, ww = (torch.rot90(a, r, dims=(-2, -1)) for a in (x, yy, ww))
+        if flip:
+            x, yy, ww = (torch.flip(a, dims=(-1,)) for a in (x, yy, ww))
+        # in-plane vector components would need rotating too; antiplane (C = 1) is a scalar
+        return x, yy, ww
+
+    def batch(self):
+        import torch
+
+        xb, yb, wb = [], [], []
+        crop, rng = self.crop, self.rng
+        for _ in range(self.batch_size):
+            i = int(rng.integers(len(self.X)))
+            cy, cx = self.centres[i][int(rng.integers(len(self.centres[i])))]
+            y0 = int(np.clip(cy - crop // 2, 0, self.H - crop))
+            x0 = int(np.clip(cx - crop // 2, 0, self.Wd - crop))
+            win = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+            x, yy, ww = self.X[i][(slice(None), *win)], self.Y[i][(slice(None), *win)], self.W[i][win]
+            if self.augment:
+                x, yy, ww = self._augment(x, yy, ww)
+            xb.append(x)
+            yb.append(yy)
+            wb.append(ww)
+        return tuple(torch.stack(a).to(self.device) for a in (xb, yb, wb))
 
 
 # ------------------------------------------------------------------------------------------ solver
@@ -273,24 +318,26 @@ class DIME(Solver):
         return u[j], float(freqs[j]), spacing, rho, mask, liver & mask
 
     def _arrays(self, cases, what: str):
+        """Network inputs, targets and loss weights of a split, and the split's content fingerprint."""
         p = self.params
         xs, ys, ws = [], [], []
-        for k in range(len(cases)):
-            obs, tgt = cases[k]
+        fp = Fingerprint()
+        for obs, tgt in cases:
+            fp.add(obs, tgt)
             u, f, sp, rho, mask, liver = self._pick(obs)
             unit = modulus_unit(f, sp, rho)
             xs.append(make_input(u, mask, p["scaling"], float(p["sigma_px"]), p["features"]))
             ys.append(make_target(np.asarray(tgt["abs_G"], float), np.asarray(tgt["phi"], float), unit, mask))
             ws.append((mask * (1.0 + (float(p["liver_weight"]) - 1.0) * liver)).astype(np.float32))
-        if not xs:
+        if not xs and what == "train":
             raise ValueError(f"dime-cnn: the {what} split is empty")
-        return np.stack(xs), np.stack(ys), np.stack(ws)
+        arrays = (np.stack(xs), np.stack(ys), np.stack(ws)) if xs else None
+        return arrays, {"fingerprint": fp.hexdigest(), "n": fp.n}
 
-    def _key(self, train, val) -> str:
-        blob = json.dumps({"train": _dataset_id(train), "val": _dataset_id(val), "seed": self.seed,
-                           "params": {k: self.params[k] for k in _KEY_PARAMS}, "version": self.version},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def _checkpoint_dir(self, key: str) -> Path:
+        if self.params["checkpoint_dir"]:
+            return Path(self.params["checkpoint_dir"])
+        return Path(os.environ.get("PHANTOMBENCH_CACHE", Path.home() / ".cache" / "phantombench")) / "dime" / key
 
     # -------------------------------------------------------------------------------- fit
     def fit(self, train, val) -> None:
@@ -299,173 +346,79 @@ class DIME(Solver):
         p = self.params
         if int(p["threads"]) > 0:
             torch.set_num_threads(int(p["threads"]))
-        dev = torch.device(self.device)
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
         t_start = time.perf_counter()
-        max_fit = float(p["max_fit_s"]) if p["max_fit_s"] else 0.9 * self.fit_budget_s
-
-        X, Y, Wt = self._arrays(train, "train")
-        Xv, Yv, Wv = self._arrays(val, "val") if len(val) else (X[:1], Y[:1], Wt[:1])
+        rng = seed_everything(self.seed)
+        (X, Y, Wt), data_train = self._arrays(train, "train")
+        val_arrays, data_val = self._arrays(val, "val")
+        Xv, Yv, Wv = val_arrays if val_arrays is not None else (X[:1], Y[:1], Wt[:1])
         in_ch = X.shape[1]
-        model = build_unet(in_ch, 2, int(p["width"]), int(p["depth"])).to(dev)
-        steps = int(p["steps"])
-        opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(p["lr"]), total_steps=max(steps, 1),
-                                                    pct_start=0.15)
-        use_cuda = dev.type == "cuda"
-        amp = str(p["amp"])
-        amp_dtype = (torch.float16 if (amp == "auto" and use_cuda) or amp == "fp16" else
-                     torch.bfloat16 if amp == "bf16" else None)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and amp_dtype is torch.float16)
-
-        key = self._key(train, val)
-        ckdir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] else (
-            Path(os.environ.get("PHANTOMBENCH_CACHE", Path.home() / ".cache" / "phantombench")) / "dime" / key)
-        ckpt_path = ckdir / "checkpoint.pt"
-        step, best, best_state, history, secs_before = 0, math.inf, None, [], 0.0
-        if ckpt_path.exists():
-            ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-            if ck.get("key") == key:
-                model.load_state_dict(ck["model"])
-                opt.load_state_dict(ck["opt"])
-                sched.load_state_dict(ck["sched"])
-                scaler.load_state_dict(ck["scaler"])
-                step, best, best_state, history = ck["step"], ck["best"], ck["best_state"], ck["history"]
-                secs_before = float(ck.get("train_seconds", 0.0))
-                rng.bit_generator.state = ck["rng"]
-                torch.set_rng_state(ck["torch_rng"])
-        resumed_from = step
-
-        Xt, Yt, Wtt = (torch.from_numpy(a) for a in (X, Y, Wt))
-        Xvt, Yvt, Wvt = (torch.from_numpy(a).to(dev) for a in (Xv, Yv, Wv))
-        H, W = X.shape[-2:]
-        crop = min(int(p["crop"]), H, W)
-        bs = int(p["batch"])
-        # crop centres: tissue pixels of each training image
-        centres = [np.argwhere(w > 0) for w in Wt]
         n_comp = (in_ch - 1 - (3 if p["features"] == "raw+wave" else 0)) // 2
-        pw = float(p["phi_weight"])
-
-        def loss_fn(out, y, w):
-            e = (out - y).abs()
-            den = w.sum().clamp_min(1.0)
-            l0 = (e[:, 0] * w).sum() / den
-            l1 = (e[:, 1] * w).sum() / den
-            return l0 + pw * l1, l0, l1
-
-        def batch():
-            xb, yb, wb = [], [], []
-            for _ in range(bs):
-                i = int(rng.integers(len(X)))
-                cy, cx = centres[i][int(rng.integers(len(centres[i])))]
-                y0 = int(np.clip(cy - crop // 2, 0, H - crop))
-                x0 = int(np.clip(cx - crop // 2, 0, W - crop))
-                x = Xt[i, :, y0:y0 + crop, x0:x0 + crop]
-                yy = Yt[i, :, y0:y0 + crop, x0:x0 + crop]
-                ww = Wtt[i, y0:y0 + crop, x0:x0 + crop]
-                if p["augment"]:
-                    th = float(rng.uniform(0, 2 * np.pi))
-                    c, s = math.cos(th), math.sin(th)
-                    x = x.clone()
-                    for k in range(n_comp):  # U -> U e^{i th}
-                        re, im = x[2 * k].clone(), x[2 * k + 1]
-                        x[2 * k] = c * re - s * im
-                        x[2 * k + 1] = s * re + c * im
-                    r = int(rng.integers(4))
-                    flip = bool(rng.integers(2))
-                    x, yy, ww = (torch.rot90(a, r, dims=(-2, -1)) for a in (x, yy, ww))
-                    if flip:
-                        x, yy, ww = (torch.flip(a, dims=(-1,)) for a in (x, yy, ww))
-                    # in-plane vector components would need rotating too; antiplane (C = 1) is a scalar
-                xb.append(x)
-                yb.append(yy)
-                wb.append(ww)
-            return torch.stack(xb).to(dev), torch.stack(yb).to(dev), torch.stack(wb).to(dev)
-
-        @torch.no_grad()
-        def validate() -> dict[str, float]:
-            model.eval()
-            tot = [0.0, 0.0, 0.0]
-            for i in range(len(Xvt)):
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = model(Xvt[i:i + 1]).float()
-                l, l0, l1 = loss_fn(out, Yvt[i:i + 1], Wvt[i:i + 1])
-                tot = [a + float(b) for a, b in zip(tot, (l, l0, l1))]
-            model.train()
-            n = max(len(Xvt), 1)
-            return {"val_loss": tot[0] / n, "val_loss_logG": tot[1] / n, "val_loss_phi": tot[2] / n}
-
         if n_comp > 1 and p["augment"]:
             raise ValueError("dime-cnn: rotation augmentation is only exact for antiplane (C = 1) data; "
                              "use --param augment=false for in-plane fields")
-
-        model.train()
-        run_loss, run_n = 0.0, 0
-        t_train = time.perf_counter()
-        stopped_early = False
-
-        def save_checkpoint():
-            _atomic_save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
-                          "sched": sched.state_dict(), "scaler": scaler.state_dict(), "step": step, "best": best,
-                          "best_state": best_state, "history": history, "rng": rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state(),
-                          "train_seconds": secs_before + time.perf_counter() - t_train}, ckpt_path)
-
-        with progress_bar("dime-cnn fit", bool(p["progress"])) as prog:
-            tid = prog.add_task("fit", total=steps, completed=step, info="") if prog else None
-            while step < steps:
-                xb, yb, wb = batch()
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = model(xb)
-                loss, _, _ = loss_fn(out.float(), yb, wb)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                step += 1
-                run_loss += float(loss.detach())
-                run_n += 1
-                out_of_time = time.perf_counter() - t_start > max_fit
-                if step % int(p["val_every"]) == 0 or step == steps or out_of_time:
-                    v = validate()
-                    rec = {"step": step, "train_loss": run_loss / max(run_n, 1), **v,
-                           "lr": float(sched.get_last_lr()[0]),
-                           "seconds": round(secs_before + time.perf_counter() - t_train, 2)}
-                    history.append(rec)
-                    run_loss, run_n = 0.0, 0
-                    if v["val_loss"] < best:
-                        best = v["val_loss"]
-                        best_state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-                    save_checkpoint()
-                    if prog:
-                        prog.update(tid, info=f"train {rec['train_loss']:.3f} val {v['val_loss']:.3f}")
-                if prog:
-                    prog.update(tid, completed=step)
-                if out_of_time:
-                    stopped_early = True
-                    break
-
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        model = build_unet(in_ch, 2, int(p["width"]), int(p["depth"])).to(self.device)
+        dataset = {"train": data_train, "val": data_val}
+        tag = {"data": dataset, "seed": self.seed, "params": {k: p[k] for k in _KEY_PARAMS}, "version": self.version}
+        key = tag_hash(tag)
+        ckpt = Checkpoint(self._checkpoint_dir(key) / "checkpoint.pt", tag)
+        sampler = PatchSampler(X, Y, Wt, p["crop"], p["batch"], p["augment"], n_comp, rng, self.device)
+        val_t = tuple(torch.from_numpy(a).to(self.device) for a in (Xv, Yv, Wv))
+        res = self._train(model, sampler, val_t, ckpt, rng, t_start)
         model.eval()
         self.model = model
-        seconds = time.perf_counter() - t_train
-        self.history = history
+        self.history = [{**r, "seconds": round(r["seconds"], 2)} for r in res.history]
         self.meta = {
             "solver": self.name, "solver_version": self.version, "frequency": float(p["frequency"]),
             "in_channels": in_ch, "params": {k: p[k] for k in _KEY_PARAMS}, "seed": self.seed,
-            "n_parameters": n_parameters(model), "dataset": {"train": _dataset_id(train), "val": _dataset_id(val)},
-            "steps_done": step, "resumed_from_step": resumed_from, "stopped_early": stopped_early,
-            "train_seconds_this_run": round(seconds, 2), "train_seconds_total": round(secs_before + seconds, 2),
-            "best_val_loss": best, "device": self.device,
-            "checkpoint": str(ckpt_path), "key": key,
+            "n_parameters": n_parameters(model), "dataset": dataset,
+            "steps_done": res.steps, "resumed_from_step": res.resumed_from, "stopped_early": res.stopped == "time",
+            "train_seconds_this_run": round(res.seconds_this_run, 2), "train_seconds_total": round(res.seconds, 2),
+            "best_val_loss": res.best, "device": self.device, "checkpoint": str(ckpt.path), "key": key,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        wpath = Path(p["save_weights"]) if p["save_weights"] else ckdir / "weights.pt"
-        _atomic_save({"meta": self.meta, "history": history, "state_dict": model.state_dict()}, wpath)
+        wpath = Path(p["save_weights"]) if p["save_weights"] else ckpt.path.parent / "weights.pt"
+        atomic_save({"meta": self.meta, "history": self.history, "state_dict": model.state_dict()}, wpath)
         self.meta["weights"] = str(wpath)
+
+    def _train(self, model, sampler: PatchSampler, val, ckpt: Checkpoint, rng, t_start: float):
+        """The training loop (:class:`~phantombench.solvers.training.Trainer`): AdamW with a one-cycle schedule,
+        one patch batch per step, validation on the full validation images every ``val_every`` steps."""
+        import torch
+
+        p = self.params
+        steps, pw = int(p["steps"]), float(p["phi_weight"])
+        opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(p["lr"]), total_steps=max(steps, 1),
+                                                    pct_start=0.15)
+        precision = Precision(p["amp"], self.device)
+
+        def loss(step):
+            xb, yb, wb = sampler.batch()
+            with precision.autocast():
+                out = model(xb)
+            return dime_loss(out.float(), yb, wb, pw)[0]
+
+        @torch.no_grad()
+        def evaluate(train_loss) -> dict[str, float]:
+            model.eval()
+            tot = [0.0, 0.0, 0.0]
+            Xv, Yv, Wv = val
+            for i in range(len(Xv)):
+                with precision.autocast():
+                    out = model(Xv[i:i + 1]).float()
+                tot = [a + float(b) for a, b in zip(tot, dime_loss(out, Yv[i:i + 1], Wv[i:i + 1], pw))]
+            model.train()
+            n = max(len(Xv), 1)
+            return {"val_loss": tot[0] / n, "val_loss_logG": tot[1] / n, "val_loss_phi": tot[2] / n,
+                    "lr": float(sched.get_last_lr()[0])}
+
+        max_fit = float(p["max_fit_s"]) if p["max_fit_s"] else 0.9 * self.fit_budget_s
+        model.train()
+        trainer = Trainer(model, [opt], Budget(steps, max_fit, cumulative=False, since=t_start), loss=loss,
+                          schedulers=[sched], evaluate=evaluate, eval_every=int(p["val_every"]), checkpoint=ckpt,
+                          rngs={"patches": rng}, precision=precision,
+                          progress="dime-cnn fit" if p["progress"] else None)
+        return trainer.run()
 
     # -------------------------------------------------------------------------------- inference
     def load(self, path: str | os.PathLike) -> None:

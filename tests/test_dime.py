@@ -1,5 +1,5 @@
 """DIME-style CNN: encoding round trips, scaling invariances, a smoke training run that lowers the loss and beats
-the untrained network, checkpoint resume, and weights that carry their dataset id."""
+the untrained network, checkpoint resume, and weights that carry the fingerprint of their training data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from phantombench import metrics as M  # noqa: E402
 from phantombench.solvers import dime as Dm  # noqa: E402
-from phantombench.solvers.base import Cases  # noqa: E402
+from phantombench.solvers.training import fingerprint  # noqa: E402
 from phantombench.tasks import get_task  # noqa: E402
 
 TASK = get_task("mre")
@@ -25,6 +25,11 @@ def liver(tmp_path_factory):
     root = tmp_path_factory.mktemp("dime")
     runner.generate("liver-mre", "dime-liver", 4, root / "d", seed=21, workers=0)
     return open_dataset(root / "d"), root
+
+
+def Cases(task, ds, indices):
+    """A split as fit() receives it: a sequence of (observation, target) pairs."""
+    return [(task.observation(ds, i), task.target(ds, i)) for i in indices]
 
 
 def test_target_decode_round_trip_and_unit():
@@ -98,8 +103,8 @@ def test_smoke_training_lowers_loss_and_beats_untrained(liver):
     assert r1 > r0, (r0, r1)
     # weights carry the dataset they came from, and reload to the same predictions
     blob = torch.load(trained.meta["weights"], weights_only=False)
-    assert blob["meta"]["dataset"]["train"]["content_hash"] == ds.manifest["content_hash"]
-    assert blob["meta"]["dataset"]["train"]["indices"] == tr
+    assert blob["meta"]["dataset"]["train"] == {"fingerprint": fingerprint(Cases(TASK, ds, tr)), "n": len(tr)}
+    assert blob["meta"]["dataset"]["val"]["fingerprint"] != blob["meta"]["dataset"]["train"]["fingerprint"]
     again = Dm.DIME(TASK, params={"weights": trained.meta["weights"], "progress": False})
     obs = TASK.observation(ds, held[0])
     assert np.allclose(again.solve(obs)["abs_G"], trained.solve(obs)["abs_G"], rtol=1e-5)
@@ -119,8 +124,8 @@ def test_checkpoint_resume_matches_uninterrupted(liver):
     res.fit(Cases(TASK, ds, tr), Cases(TASK, ds, va))
     assert res.meta["resumed_from_step"] == 1 and res.meta["steps_done"] == 8
     # the last states (not the best-on-validation ones: the cut run validated once more, at step 1)
-    sa = torch.load(root / "ck_full" / "checkpoint.pt", weights_only=False)["model"]
-    sb = torch.load(root / "ck_cut" / "checkpoint.pt", weights_only=False)["model"]
+    sa = torch.load(root / "ck_full" / "checkpoint.pt", weights_only=False)["state"]["model"]
+    sb = torch.load(root / "ck_cut" / "checkpoint.pt", weights_only=False)["state"]["model"]
     assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-5) for k in sa)
     # a finished checkpoint is reused: no further steps
     again = Dm.DIME(TASK, params={**p, "checkpoint_dir": str(root / "ck_full")}, seed=3)
@@ -139,7 +144,7 @@ def test_reproduce_dime_tiny_run_fills_every_row(tmp_path):
     column and ours filled with numbers, the figures are written, and the signal-pixel diagnostic is reported."""
     import re
 
-    from phantombench.reproduce_dime import run_dime
+    from phantombench.papers.dime import run as run_dime
 
     md = run_dime("smoke", steps=40, data_root=tmp_path / "data", out_dir=tmp_path / "out",
                   work_dir=tmp_path / "work", log=lambda *_: None).read_text()
