@@ -83,6 +83,27 @@ def _to_numpy(pred: Any) -> Any:
 
 
 # =========================================================================================== solver hosts
+def _sandbox_choice(requested: bool | None) -> str:
+    """'bwrap <version>' or 'none': ``None`` = the sandbox when available, True = required, False = off."""
+    if requested is False:
+        return "none"
+    from phantombench.sandbox import SandboxError, probe
+
+    found = probe()
+    if found is None and requested:
+        raise SandboxError("a sandbox was required but bubblewrap (bwrap) cannot start here "
+                           "(apt-get install bubblewrap; it needs user namespaces or root)")
+    return found or "none"
+
+
+def scratch_folder(spec: str) -> Path:
+    """The solver's only writable folder (kept between runs, so checkpoints resume)."""
+    base = Path(os.environ.get("PHANTOMBENCH_SCRATCH_ROOT") or
+                Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "phantombench" / "scratch")
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(spec).name)[:80] or "solver"
+    return base / name
+
+
 def _solver_info(cls, solver) -> dict[str, Any]:
     # the device as the solver uses it; a solver that never touches torch runs on the CPU (and importing
     # torch only to ask about CUDA would cost seconds per start)
@@ -118,25 +139,22 @@ def _construct(spec: str, task_name: str, params: dict, device: str | None, seed
     return cls, solver
 
 
-def _fit(solver, dataset_path: str, train_idx: list[int], val_idx: list[int]) -> float:
+def _fit(solver, train: list, val: list, sources: list[str]) -> float:
     from phantombench.solvers.base import Cases
-    from phantombench.store import open_dataset
 
-    ds = open_dataset(dataset_path)
     t0 = time.perf_counter()
-    solver.fit(Cases(solver.task, ds, train_idx), Cases(solver.task, ds, val_idx))
+    solver.fit(Cases(train, sources=sources), Cases(val, sources=sources))
     return time.perf_counter() - t0
 
 
-def _worker_main(conn) -> None:  # pragma: no cover - runs in a child
-    """Child process: construct the solver, then answer fit/solve requests until told to stop."""
-    try:
-        _, spec, task_name, params, device, seed = conn.recv()
-        cls, solver = _construct(spec, task_name, params, device, seed)
-        conn.send(("ready", _solver_info(cls, solver)))
-    except BaseException as e:  # noqa: BLE001
-        conn.send(("error", _exc_line(e)))
-        return
+def _reply(conn, *msg) -> None:
+    """Child to parent: the wire format (:mod:`phantombench.wire`), never a pickle."""
+    from phantombench.wire import encode
+
+    conn.send_bytes(encode(list(msg)))
+
+
+def _serve(conn, solver) -> None:
     while True:
         try:
             msg = conn.recv()
@@ -147,37 +165,74 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child
             return
         try:
             if kind == "fit":
-                conn.send(("ok", _fit(solver, *msg[1:]), None))
+                _reply(conn, "ok", _fit(solver, *msg[1:]), None)
             elif kind == "solve":
                 t0 = time.perf_counter()
                 pred = solver.solve(msg[1])
                 dt = time.perf_counter() - t0
-                conn.send(("ok", dt, _to_numpy(pred)))
+                _reply(conn, "ok", dt, _to_numpy(pred))
         except BaseException as e:  # noqa: BLE001
             try:
-                conn.send(("error", _exc_line(e)))
-            except Exception:  # noqa: BLE001 - e.g. unpicklable prediction
+                _reply(conn, "error", _exc_line(e))
+            except Exception:  # noqa: BLE001 - e.g. a prediction the wire format refuses
                 return
+
+
+def _worker_main(conn) -> None:  # pragma: no cover - runs in a child
+    """Child process: construct the solver, then answer fit/solve requests until told to stop."""
+    try:
+        _, spec, task_name, params, device, seed = conn.recv()
+        cls, solver = _construct(spec, task_name, params, device, seed)
+        _reply(conn, "ready", _solver_info(cls, solver))
+    except BaseException as e:  # noqa: BLE001
+        with contextlib.suppress(Exception):
+            _reply(conn, "error", _exc_line(e))
+        return
+    _serve(conn, solver)
 
 
 class SubprocessHost:
     """The solver in a child process (``python -m phantombench.evaluate --worker FD``), talked to over a socket
-    pair with pickled messages. The child is a fresh interpreter (the caller's ``__main__`` is never re-imported)
-    in its own session, so a kill takes anything the solver started with it."""
+    pair: observations go down as pickles, replies come up in the wire format (never unpickled here) and are
+    refused unread when longer than the current cap. The child is a fresh interpreter in its own session,
+    inside the bubblewrap sandbox (:mod:`phantombench.sandbox`) when one is available and ``private`` names the
+    folders it must not see (data root, board); a kill takes anything the solver started with it."""
 
-    def __init__(self, spec: str, task_name: str, params: dict, device: str | None, seed: int):
+    CONTROL_BYTES = 1 << 20      # replies other than predictions (ready, fit, errors)
+
+    def __init__(self, spec: str, task_name: str, params: dict, device: str | None, seed: int,
+                 sandbox: bool | None = None, private: list[Path] | None = None):
         self.args = (spec, task_name, params, device, seed)
         self.proc: subprocess.Popen | None = None
         self.conn = None
         self.info: dict[str, Any] | None = None
+        self.max_bytes = self.CONTROL_BYTES
+        self.sandbox = _sandbox_choice(sandbox)
+        self.private = [Path(p) for p in private or []]
+
+    def _argv(self, fd: int) -> list[str]:
+        argv = [sys.executable, "-m", "phantombench.evaluate", "--worker", str(fd)]
+        if self.sandbox == "none":
+            return argv
+        from phantombench import sandbox
+
+        spec = self.args[0]
+        extra = [Path(spec.rpartition(":")[0])] if spec.rpartition(":")[0].endswith(".py") else []
+        return sandbox.command(argv, scratch_folder(spec), self.private, extra)
 
     def start(self, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
         from multiprocessing.connection import Connection
 
+        from phantombench.sandbox import SandboxError
+
         ours, theirs = socket.socketpair()
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "phantombench.evaluate", "--worker",
-                                          str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+            argv = self._argv(theirs.fileno())
+        except SandboxError as e:
+            ours.close(), theirs.close()
+            raise CaseFailure(f"sandbox: {e}") from None
+        try:
+            self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),),
                                          start_new_session=True, stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
@@ -191,8 +246,11 @@ class SubprocessHost:
         if kind == "error":
             self.close()
             raise CaseFailure(payload)
-        self.info = payload
-        return payload
+        if not isinstance(payload, dict) or not {"name", "version", "has_fit"} <= set(payload):
+            self.kill()
+            raise CaseFailure("the solver process answered the start with a malformed message")
+        self.info = {**payload, "sandbox": self.sandbox}
+        return self.info
 
     def _recv(self, timeout: float, what: str, limit: float | None = None):
         """Next message within ``timeout`` s (``limit``: the time limit to name in a timeout message)."""
@@ -205,24 +263,46 @@ class SubprocessHost:
             self.kill()
             raise HostDead(f"timeout: {what} took longer than {limit if limit is not None else timeout:.3g} s")
         try:
-            return self.conn.recv()
-        except (EOFError, OSError):
-            try:
-                code = self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                code = None
-            self.kill()
-            sig = ""
-            if code is not None and code < 0:
-                with contextlib.suppress(ValueError):
-                    sig = f" (signal {signal.Signals(-code).name})"
-            raise HostDead(f"solver process died while {what}: exit code {code}{sig}") from None
+            data = self.conn.recv_bytes(self.max_bytes)
+        except (EOFError, OSError) as e:
+            if isinstance(e, OSError) and "bad message length" in str(e):
+                self.kill()
+                raise HostDead(f"reply while {what} exceeds {self.max_bytes / 1e6:.3g} MB (refused unread)") from None
+            self._died(what)
+        from phantombench.wire import decode
 
-    def fit(self, dataset_path: str, train: list[int], val: list[int], timeout: float) -> float:
-        self.conn.send(("fit", dataset_path, train, val))
-        kind, a, _ = self._recv(timeout, "fitting")
+        try:
+            msg = decode(data)
+        except Exception as e:  # noqa: BLE001 - malformed input from an untrusted process
+            self.kill()
+            raise HostDead(f"malformed reply while {what}: {_one_line(str(e))}") from None
+        if not isinstance(msg, list) or not msg or msg[0] not in ("ok", "error", "ready"):
+            self.kill()
+            raise HostDead(f"malformed reply while {what}")
+        return msg
+
+    def _died(self, what: str):
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.kill()
+        sig = ""
+        signum = -code if code is not None and code < 0 else None
+        if code is not None and code > 128 and self.sandbox != "none":
+            signum = code - 128          # bwrap exits with 128 + the signal that killed the solver
+        if signum:
+            with contextlib.suppress(ValueError):
+                sig = f" (signal {signal.Signals(signum).name})"
+        raise HostDead(f"solver process died while {what}: exit code {code}{sig}") from None
+
+    def fit(self, train: list, val: list, sources: list[str], timeout: float) -> float:
+        self.conn.send(("fit", train, val, sources))
+        kind, a, _ = (self._recv(timeout, "fitting") + [None, None])[:3]
         if kind == "error":
             raise CaseFailure(f"fit failed: {a}")
+        if not isinstance(a, (int, float)):
+            raise CaseFailure("fit answered with a malformed message")
         return float(a)
 
     def send(self, obs: dict[str, Any]) -> None:
@@ -234,16 +314,23 @@ class SubprocessHost:
             raise HostDead(f"solver process unreachable ({type(e).__name__})") from None
         self._sent = time.perf_counter()
 
-    def receive(self, timeout: float) -> tuple[Any, float]:
-        """The prediction of the case sent last; ``timeout`` counts from the send."""
-        msg = self._recv(max(timeout - (time.perf_counter() - self._sent), 0.0), "solving", timeout)
+    def receive(self, timeout: float, max_bytes: int | None = None) -> tuple[Any, float]:
+        """The prediction of the case sent last; ``timeout`` counts from the send; a reply over ``max_bytes``
+        is refused before it is read."""
+        self.max_bytes = int(max_bytes or self.CONTROL_BYTES)
+        try:
+            msg = self._recv(max(timeout - (time.perf_counter() - self._sent), 0.0), "solving", timeout)
+        finally:
+            self.max_bytes = self.CONTROL_BYTES
         if msg[0] == "error":
-            raise CaseFailure(msg[1])
+            raise CaseFailure(_one_line(str(msg[1])))
+        if len(msg) != 3 or not isinstance(msg[1], (int, float)):
+            raise CaseFailure("the solver process answered with a malformed message")
         return msg[2], float(msg[1])
 
-    def solve(self, obs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def solve(self, obs: dict[str, Any], timeout: float, max_bytes: int | None = None) -> tuple[Any, float]:
         self.send(obs)
-        return self.receive(timeout)
+        return self.receive(timeout, max_bytes)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -295,9 +382,10 @@ def _alarm(seconds: float):
 
 
 class InProcessHost:
-    """The solver in this process (no isolation)."""
+    """The solver in this process (no isolation, no sandbox: for debugging and notebooks, never for the board)."""
 
-    def __init__(self, spec: str, task_name: str, params: dict, device: str | None, seed: int):
+    def __init__(self, spec: str, task_name: str, params: dict, device: str | None, seed: int,
+                 sandbox: bool | None = None, private: list[Path] | None = None):
         self.args = (spec, task_name, params, device, seed)
         self.solver = None
         self.info = None
@@ -308,14 +396,14 @@ class InProcessHost:
             cls, self.solver = _construct(*self.args)
         except Exception as e:  # noqa: BLE001
             raise CaseFailure(_exc_line(e)) from e
-        self.info = _solver_info(cls, self.solver)
+        self.info = {**_solver_info(cls, self.solver), "sandbox": "none"}
         self.alive = True
         return self.info
 
-    def fit(self, dataset_path: str, train: list[int], val: list[int], timeout: float) -> float:
+    def fit(self, train: list, val: list, sources: list[str], timeout: float) -> float:
         try:
             with _alarm(timeout):
-                return _fit(self.solver, dataset_path, train, val)
+                return _fit(self.solver, train, val, sources)
         except _Alarm:
             raise CaseFailure(f"timeout: fitting took longer than {timeout:.3g} s") from None
         except Exception as e:  # noqa: BLE001
@@ -324,11 +412,11 @@ class InProcessHost:
     def send(self, obs: dict[str, Any]) -> None:
         self._obs = obs
 
-    def receive(self, timeout: float) -> tuple[Any, float]:
+    def receive(self, timeout: float, max_bytes: int | None = None) -> tuple[Any, float]:
         obs, self._obs = self._obs, None
         return self.solve(obs, timeout)
 
-    def solve(self, obs: dict[str, Any], timeout: float) -> tuple[Any, float]:
+    def solve(self, obs: dict[str, Any], timeout: float, max_bytes: int | None = None) -> tuple[Any, float]:
         t0 = time.perf_counter()
         try:
             with _alarm(timeout):
@@ -399,8 +487,12 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def record_id(task: str, solver: str, version: str, ds_manifest: dict, params: dict, seed: int, split: str) -> str:
-    ds = f"{ds_manifest['name'].replace('/', '-')}@{ds_manifest['version']}-{ds_manifest['content_hash'][:8]}"
+def record_id(task: str, solver: str, version: str, ds_manifest: dict, params: dict, seed: int, split: str,
+              fingerprint: str | None = None) -> str:
+    """``task__solver@version__dataset@version-<fingerprint[:8]>__split__p<params>__s<seed>``: the same on every
+    machine for the same solver settings on the same (within tolerance) data."""
+    fp = fingerprint or ds_manifest.get("fingerprint", {}).get("value") or ds_manifest["content_hash"]
+    ds = f"{ds_manifest['name'].replace('/', '-')}@{ds_manifest['version']}-{fp[:8]}"
     sid = f"{task}__{solver}@{version}__{ds}__{split}__p{params_hash(params)}__s{seed}"
     return "".join(c if c.isalnum() or c in "._-@" else "-" for c in sid)
 
@@ -421,189 +513,243 @@ def _aggregate(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def prediction_cap(task: Task, truth: dict[str, np.ndarray]) -> int:
+    """Most bytes a prediction reply may take: 4x the predicted fields as complex128, plus 1 MB."""
+    n = sum(int(np.asarray(truth[p.name]).size) for p in task.predictions if p.name in truth)
+    return 4 * 16 * n + (1 << 20)
+
+
+def read_pairs(task: Task, ds, indices: list[int]) -> list[tuple[dict, dict]]:
+    """(observation, target) of each sample, read in the harness: what ``fit`` receives, as data."""
+    out = []
+    for i in indices:
+        g = ds.group(i)
+        out.append((task.observation(ds, i, g), task.target(ds, i, g)))
+    return out
+
+
+def dataset_id(ds) -> str:
+    m = ds.manifest
+    return f"{m['name']}@{m['version']}-{ds.fingerprint[:12]}"
+
+
+@dataclasses.dataclass
+class _Run:
+    """One evaluation in progress: the solver host, the clock, the rows. Built and driven by :func:`evaluate`."""
+
+    task: Task
+    ds: Any
+    indices: list[int]
+    host: Any
+    fit_src: Any
+    timeout_s: float | None
+    time_limit_s: float | None
+    strict: bool
+    figure_cases: int
+    progress: Callable[[int, int, str], None] | None
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+    fit_s: float = 0.0
+    info: dict[str, Any] | None = None
+    fatal: str | None = None
+    n_done: int = 0
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def left(self, limit: float) -> float:
+        if self.time_limit_s is None:
+            return limit
+        rest = self.t0 + float(self.time_limit_s) - time.perf_counter()
+        if rest <= 0:
+            raise CaseFailure(f"time limit of {self.time_limit_s:g} s for the whole evaluation reached")
+        return min(limit, rest)
+
+    def start_and_fit(self) -> dict[str, Any]:
+        self.info = self.host.start(self.left(START_TIMEOUT_S))
+        if self.info["has_fit"]:
+            splits = self.fit_src.manifest["splits"]
+            train = read_pairs(self.task, self.fit_src, self.fit_src.split("train") if "train" in splits else [])
+            val = read_pairs(self.task, self.fit_src, self.fit_src.split("val") if "val" in splits else [])
+            limit = self.timeout_s if self.timeout_s is not None else self.info["fit_budget_s"] * 1.1 + 5.0
+            self.fit_s += self.host.fit(train, val, [dataset_id(self.fit_src)], self.left(limit))
+        return self.info
+
+    @property
+    def case_timeout(self) -> float:
+        return self.timeout_s if self.timeout_s is not None else self.info["time_budget_s"] * 1.1 + 1.0
+
+    def tick(self, row: dict[str, Any]) -> None:
+        self.n_done += 1
+        if self.progress:
+            self.progress(self.n_done, len(self.indices), row["case"])
+
+    def finish(self, row: dict[str, Any], truth: dict[str, np.ndarray], raw: Any) -> None:
+        """Validate and score a received prediction (runs while the solver works on the next case)."""
+        pred, reason = self.task.validate(raw, truth)
+        if reason is not None:
+            row["reason"] = _one_line(f"invalid prediction: {reason}")
+        else:
+            row.update(self.task.score(pred, truth))
+            row["status"] = "ok"
+            if len(self.examples) < self.figure_cases:
+                self.examples.append({"case": row["case"], "truth": truth, "prediction": pred})
+        self.tick(row)
+
+    def send(self, row: dict[str, Any], obs, load_error) -> float | None:
+        """Hand the case to the solver (restarting it if needed); its time limit, or None if it failed."""
+        try:
+            if load_error is not None:
+                raise CaseFailure(f"reading the case failed: {load_error}")
+            if self.fatal is not None:
+                raise CaseFailure(self.fatal)
+            if not self.host.alive:
+                try:
+                    self.start_and_fit()
+                except CaseFailure as e:
+                    self.fatal = _one_line(f"restarting the solver failed: {e}")
+                    raise CaseFailure(self.fatal) from None
+            limit = self.left(self.case_timeout)
+            self.host.send(obs)
+            return limit
+        except CaseFailure as e:
+            row["reason"] = _one_line(str(e))
+            return None
+
+    def loop(self) -> None:
+        """Case k is sent before case k-1 is scored, so reading and scoring overlap the solve. harness_s of a
+        case = the time the solver sat idle for it (wall between two predictions minus its solve time)."""
+        prefetch = _Prefetch(self.task, self.ds, self.indices)
+        pending = None
+        t_mark = time.perf_counter()
+        try:
+            for i in self.indices:
+                row = {"case": self.ds.ids[i], "index": i, "status": "failed", "reason": "",
+                       "solve_s": np.nan, "harness_s": np.nan}
+                self.rows.append(row)
+                obs, truth, load_error = prefetch.next()
+                limit = self.send(row, obs, load_error)
+                if pending is not None:
+                    self.finish(*pending)
+                    failed_before, pending = pending[0]["status"] != "ok", None
+                    if self.strict and failed_before:
+                        self.rows.pop()      # the case just sent is abandoned, not evaluated
+                        self.host.kill()
+                        break
+                if limit is not None:
+                    try:
+                        raw, row["solve_s"] = self.host.receive(limit, prediction_cap(self.task, truth))
+                        pending = (row, truth, raw)
+                    except CaseFailure as e:
+                        row["reason"] = _one_line(str(e))
+                now = time.perf_counter()
+                row["harness_s"] = now - t_mark - (row["solve_s"] if np.isfinite(row["solve_s"]) else 0.0)
+                t_mark = now
+                if pending is None:              # failed before or while solving
+                    self.tick(row)
+                    if self.strict:
+                        break
+            if pending is not None:
+                self.finish(*pending)
+                pending[0]["harness_s"] += time.perf_counter() - t_mark
+        finally:
+            prefetch.close()
+            self.host.close()
+
+
+def _solver_block(run: _Run, spec: str, params: dict, seed: int, device: str | None, isolate: bool,
+                  train_dataset) -> dict[str, Any]:
+    s = run.info or {"name": spec, "version": "?", "time_budget_s": None, "fit_budget_s": None, "has_fit": None,
+                     "params": params, "device": device, "class": None, "source_sha256": None, "sandbox": "none"}
+    block = {"name": s["name"], "version": s["version"], "spec": spec, "class": s["class"],
+             "source_sha256": s["source_sha256"], "params": s["params"], "seed": seed, "device": s["device"],
+             "time_budget_s": s["time_budget_s"], "fit_budget_s": s["fit_budget_s"], "has_fit": s["has_fit"],
+             "case_timeout_s": run.case_timeout if run.info else None, "isolated": isolate,
+             "sandbox": s.get("sandbox", "none")}
+    if train_dataset is not None:
+        m = run.fit_src.manifest
+        block["train_dataset"] = {"name": m["name"], "version": m["version"], "content_hash": m["content_hash"],
+                                  "fingerprint": run.fit_src.fingerprint}
+    return block
+
+
+def _record(run: _Run, solver_block: dict, split: str, tier: str, fingerprint: str | None) -> dict[str, Any]:
+    from phantombench import __version__
+    from phantombench.provenance import provenance
+
+    task, ds, rows = run.task, run.ds, run.rows
+    ok = [r for r in rows if r["status"] == "ok"]
+    failures = [{"case": r["case"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
+    solve_times = np.array([r["solve_s"] for r in ok], float)
+    m = ds.manifest
+    fp = fingerprint or ds.fingerprint
+    prov = provenance()
+    if run.info and run.info.get("gpu"):
+        prov["hardware"]["gpu"] = run.info["gpu"]
+    return {
+        "format": RECORD_FORMAT,
+        "id": record_id(task.name, solver_block["name"], solver_block["version"], m, solver_block["params"],
+                        solver_block["seed"], split, fp),
+        "task": {"name": task.name, "version": task.version, "main_metric": task.main_metric},
+        "dataset": {"name": m["name"], "version": m["version"], "generator": m.get("generator", {}).get("name"),
+                    "preset": m.get("preset"), "fingerprint": fp, "content_hash": m["content_hash"],
+                    "tier": tier, "split": split, "n_cases": len(run.indices), "path": str(ds.path)},
+        "solver": solver_block,
+        "metrics": _aggregate(task, rows),
+        "cases": {"n": len(run.indices), "evaluated": len(rows), "ok": len(ok), "failed": len(failures),
+                  "failures": failures},
+        "timing": {"fit_s": round(run.fit_s, 4), "solve_s_total": round(float(solve_times.sum()), 4),
+                   "solve_s_mean": round(float(solve_times.mean()), 4) if ok else None,
+                   "harness_s_per_case": round(float(np.mean([r["harness_s"] for r in ok])), 5) if ok else None,
+                   "harness_s_total": round(float(np.nansum([r["harness_s"] for r in rows])), 4),
+                   "wall_s": round(time.perf_counter() - run.t0, 3)},
+        "suite_version": __version__,
+        "provenance": prov,
+    }
+
+
 def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, params: dict[str, Any] | None = None,
              device: str | None = None, seed: int = 0, out_dir: str | os.PathLike | None = None,
              isolate: bool = True, timeout_s: float | None = None, strict: bool = False,
              train_dataset=None, figure_cases: int = 3, limit: int | None = None, time_limit_s: float | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
+             progress: Callable[[int, int, str], None] | None = None, sandbox: bool | None = None,
+             private: list[str | os.PathLike] | None = None, tier: str = "public",
+             fingerprint: str | None = None) -> Evaluation:
     """Run ``solver`` (a spec: name, entry point, module:Class or file.py:Class) on a dataset split.
 
     ``timeout_s`` overrides the per-case limit (default: the solver's declared ``time_budget_s`` plus 10 % and
     1 s of grace). ``time_limit_s`` bounds the whole run (start, fit and every case): cases left when it runs
-    out fail with "time limit". Returns an :class:`Evaluation`; writes its files when ``out_dir`` is given.
+    out fail with "time limit". ``sandbox``: None = the bubblewrap jail when available, True = required,
+    False = off; ``private`` adds folders the solver must not see (the dataset folders always are).
+    ``fingerprint`` (e.g. the official one, after the data were checked against it) names the dataset in the
+    record. Returns an :class:`Evaluation`; writes its files when ``out_dir`` is given.
     """
-    from phantombench import __version__
-    from phantombench.provenance import provenance
     from phantombench.store import Dataset, open_dataset
 
     task = get_task(task) if isinstance(task, str) else task
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     task.check_dataset(ds)
-    indices = ds.split(split)
-    if limit is not None:
-        indices = indices[:limit]
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (got {limit})")
+    indices = ds.split(split)[:limit]
     params = dict(params or {})
-    t_wall = time.perf_counter()
-    deadline = None if time_limit_s is None else t_wall + float(time_limit_s)
-
-    def left(limit: float) -> float:
-        if deadline is None:
-            return limit
-        rest = deadline - time.perf_counter()
-        if rest <= 0:
-            raise CaseFailure(f"time limit of {time_limit_s:g} s for the whole evaluation reached")
-        return min(limit, rest)
-
-    Host = SubprocessHost if isolate else InProcessHost
-    host = Host(solver, task.name, params, device, seed)
-    fit_s = 0.0
     fit_src = ds if train_dataset is None else (train_dataset if isinstance(train_dataset, Dataset)
                                                 else open_dataset(train_dataset))
-
-    def start_and_fit() -> dict[str, Any]:
-        nonlocal fit_s
-        info = host.start(left(START_TIMEOUT_S))
-        if info["has_fit"]:
-            tr = fit_src.split("train") if "train" in fit_src.manifest["splits"] else []
-            va = fit_src.split("val") if "val" in fit_src.manifest["splits"] else []
-            limit_fit = (timeout_s if timeout_s is not None else info["fit_budget_s"] * 1.1 + 5.0)
-            fit_s += host.fit(str(fit_src.path), tr, va, left(limit_fit))
-        return info
-
-    fatal: str | None = None
+    hidden = [Path(p) for p in private or []] + [ds.path, fit_src.path]
+    host = (SubprocessHost if isolate else InProcessHost)(solver, task.name, params, device, seed, sandbox, hidden)
+    run = _Run(task, ds, indices, host, fit_src, timeout_s, time_limit_s, strict, figure_cases, progress)
     try:
-        info = start_and_fit()
+        run.start_and_fit()
     except CaseFailure as e:
         host.kill()
         raise EvaluationError(_one_line(str(e))) from None
-
-    rows: list[dict[str, Any]] = []
-    examples: list[dict[str, Any]] = []
     import skimage.metrics  # noqa: F401  (one-off import now, not inside the first case's timing)
 
-    case_timeout = timeout_s if timeout_s is not None else info["time_budget_s"] * 1.1 + 1.0
-    total = len(indices)
-    n_done = 0
-
-    def finish(row: dict[str, Any], truth: dict[str, np.ndarray], raw: Any) -> None:
-        """Validate and score a received prediction (runs while the solver works on the next case)."""
-        nonlocal n_done
-        pred, reason = task.validate(raw, truth)
-        if reason is not None:
-            row["reason"] = _one_line(f"invalid prediction: {reason}")
-        else:
-            row.update(task.score(pred, truth))
-            row["status"] = "ok"
-            if len(examples) < figure_cases:
-                examples.append({"case": row["case"], "truth": truth, "prediction": pred})
-        n_done += 1
-        if progress:
-            progress(n_done, total, row["case"])
-
-    # Pipeline: a thread reads the next cases ahead; case k is sent to the solver before case k-1 is scored,
-    # so reading and scoring overlap the solve. harness_s of a case = the time the solver sat idle for it
-    # (wall between two received predictions minus the solver's own solve time).
-    prefetch = _Prefetch(task, ds, indices)
-    pending: tuple[dict, dict, Any] | None = None
-    t_mark = time.perf_counter()
-    try:
-        for i in indices:
-            row: dict[str, Any] = {"case": ds.ids[i], "index": i, "status": "failed", "reason": "",
-                                   "solve_s": np.nan, "harness_s": np.nan}
-            rows.append(row)
-            obs, truth, load_error = prefetch.next()
-            sent = False
-            try:
-                if load_error is not None:
-                    raise CaseFailure(f"reading the case failed: {load_error}")
-                if fatal is not None:
-                    raise CaseFailure(fatal)
-                if not host.alive:
-                    try:
-                        start_and_fit()
-                    except CaseFailure as e:
-                        fatal = _one_line(f"restarting the solver failed: {e}")
-                        raise CaseFailure(fatal) from None
-                limit = left(case_timeout)
-                host.send(obs)
-                sent = True
-            except CaseFailure as e:
-                row["reason"] = _one_line(str(e))
-            if pending is not None:
-                finish(*pending)
-                failed_before = pending[0]["status"] != "ok"
-                pending = None
-                if strict and failed_before:
-                    rows.pop()      # the case just sent is abandoned, not evaluated
-                    host.kill()
-                    break
-            if sent:
-                try:
-                    raw, solve_s = host.receive(limit)
-                    row["solve_s"] = solve_s
-                    pending = (row, truth, raw)
-                except CaseFailure as e:
-                    row["reason"] = _one_line(str(e))
-            now = time.perf_counter()
-            row["harness_s"] = now - t_mark - (row["solve_s"] if np.isfinite(row["solve_s"]) else 0.0)
-            t_mark = now
-            if pending is None:              # failed before or while solving
-                n_done += 1
-                if progress:
-                    progress(n_done, total, row["case"])
-                if strict:
-                    break
-        if pending is not None:
-            finish(*pending)
-            pending[0]["harness_s"] += time.perf_counter() - t_mark
-    finally:
-        prefetch.close()
-        host.close()
-    wall = time.perf_counter() - t_wall
-
+    run.loop()
     import pandas as pd
 
     cols = ["case", "index", "status", "reason", "solve_s", "harness_s"] + [m.name for m in task.metrics]
-    cases = pd.DataFrame(rows).reindex(columns=cols)
-    failures = [{"case": r["case"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
-    ok = [r for r in rows if r["status"] == "ok"]
-    sinfo = info or {"name": solver, "version": "?", "time_budget_s": None, "fit_budget_s": None,
-                     "has_fit": None, "params": params, "device": device, "class": None, "source_sha256": None}
-    solve_times = np.array([r["solve_s"] for r in ok], float)
-    harness = np.array([r["harness_s"] for r in ok], float)
-    harness_total = float(np.nansum([r["harness_s"] for r in rows]))
-    m = ds.manifest
-    prov = provenance()
-    if sinfo.get("gpu"):
-        prov["hardware"]["gpu"] = sinfo["gpu"]
-    record = {
-        "format": RECORD_FORMAT,
-        "id": record_id(task.name, sinfo["name"], sinfo["version"], m, sinfo["params"], seed, split),
-        "task": {"name": task.name, "version": task.version, "main_metric": task.main_metric},
-        "dataset": {"name": m["name"], "version": m["version"], "generator": m.get("generator", {}).get("name"),
-                    "preset": m.get("preset"), "content_hash": m["content_hash"], "split": split,
-                    "n_cases": total, "path": str(ds.path)},
-        "solver": {"name": sinfo["name"], "version": sinfo["version"], "spec": solver, "class": sinfo["class"],
-                   "source_sha256": sinfo["source_sha256"], "params": sinfo["params"], "seed": seed,
-                   "device": sinfo["device"], "time_budget_s": sinfo["time_budget_s"],
-                   "fit_budget_s": sinfo["fit_budget_s"], "has_fit": sinfo["has_fit"],
-                   "case_timeout_s": case_timeout, "isolated": isolate,
-                   **({"train_dataset": {"name": fit_src.manifest["name"], "version": fit_src.manifest["version"],
-                                         "content_hash": fit_src.manifest["content_hash"]}}
-                      if train_dataset is not None else {})},
-        "metrics": _aggregate(task, rows),
-        "cases": {"n": total, "evaluated": len(rows), "ok": len(ok), "failed": len(failures), "failures": failures},
-        "timing": {"fit_s": round(fit_s, 4),
-                   "solve_s_total": round(float(solve_times.sum()), 4),
-                   "solve_s_mean": round(float(solve_times.mean()), 4) if ok else None,
-                   "harness_s_per_case": round(float(np.mean(harness)), 5) if ok else None,
-                   "harness_s_total": round(harness_total, 4),
-                   "wall_s": round(wall, 3)},
-        "suite_version": __version__,
-        "provenance": prov,
-    }
-    paths: dict[str, Path] = {}
-    ev = Evaluation(record, cases, paths, examples)
+    cases = pd.DataFrame(run.rows).reindex(columns=cols)
+    block = _solver_block(run, solver, params, seed, device, isolate, train_dataset)
+    ev = Evaluation(_record(run, block, split, tier, fingerprint), cases, {}, run.examples)
     if out_dir is not None:
         write_outputs(ev, task, Path(out_dir))
     return ev

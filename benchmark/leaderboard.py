@@ -33,16 +33,36 @@ RECORDS = "records"
 
 
 # =========================================================================================== storage
+class LeaderboardError(RuntimeError):
+    """A board that cannot be read or written as asked (one line, naming the file)."""
+
+
+LOCK_TIMEOUT_S = float(os.environ.get("PHANTOMBENCH_BOARD_LOCK_TIMEOUT", 600))
+
+
 @contextlib.contextmanager
-def board_lock(board: Path) -> Iterator[None]:
-    """Exclusive lock on the board folder itself (no lock file, so the folder's content stays unchanged)."""
+def board_lock(board: Path, timeout: float | None = None) -> Iterator[None]:
+    """Exclusive lock on the board folder itself (no lock file, so the folder's content stays unchanged).
+    A second writer waits up to ``timeout`` s (default ``PHANTOMBENCH_BOARD_LOCK_TIMEOUT``, 600) for it."""
+    import time
+
     board.mkdir(parents=True, exist_ok=True)
     fd = os.open(board, os.O_RDONLY)
+    limit = time.monotonic() + (LOCK_TIMEOUT_S if timeout is None else timeout)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > limit:
+                    raise LeaderboardError(f"{board} stayed locked by another writer (submit or leaderboard) "
+                                           "longer than the timeout; try again when it has finished") from None
+                time.sleep(0.2)
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -59,39 +79,90 @@ def record_files(board: Path, task: str, record_id: str) -> dict[str, Path]:
             "cases": d / f"{record_id}.cases.parquet"}
 
 
+RECORD_KEYS = ("id", "task", "dataset", "solver", "metrics", "cases", "timing", "provenance")
+
+
+def _read_record(p: Path) -> dict[str, Any]:
+    try:
+        r = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LeaderboardError(f"{p}: unreadable record ({type(e).__name__}); remove it or restore it from git") \
+            from None
+    if not isinstance(r, dict) or any(k not in r for k in RECORD_KEYS):
+        raise LeaderboardError(f"{p}: not a result record (missing {', '.join(k for k in RECORD_KEYS if not isinstance(r, dict) or k not in r)}); remove it or restore it from git")
+    if not isinstance(r["dataset"], dict) or not isinstance(r["task"], dict) or "name" not in r["task"]:
+        raise LeaderboardError(f"{p}: malformed record (task or dataset)")
+    return r
+
+
 def load_records(board: Path) -> list[dict[str, Any]]:
+    """Every record of the board; a damaged one raises :class:`LeaderboardError` naming its file."""
     recs = []
     root = Path(board) / RECORDS
     if not root.exists():
         return recs
     for p in sorted(root.glob("*/*.json")):
-        r = json.loads(p.read_text())
+        r = _read_record(p)
         thumb = record_files(board, p.parent.name, p.name[: -len(".json")])["thumb"]
         r["_thumb"] = thumb if thumb.exists() else None
         recs.append(r)
     return recs
 
 
+def _reproduction(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What a record replaced: the earlier run's main metric, machine and commit, beside the new ones."""
+    main = new["task"]["main_metric"]
+    prev = old.get("replaces") or {}
+    return {"main_metric": main, "mean": old["metrics"].get(main, {}).get("mean"),
+            "cpu": old.get("provenance", {}).get("hardware", {}).get("cpu"),
+            "commit": old.get("provenance", {}).get("git_commit"),
+            "date": old.get("provenance", {}).get("created", "")[:10], "content_hash": old["dataset"].get("content_hash"),
+            "runs": int(prev.get("runs", 1)) + 1}
+
+
 def add_evaluations(board: Path, evaluations: list) -> list[Path]:
-    """Copy evaluations' record, thumbnail and per-case table into the board and re-render, under the lock."""
+    """Copy evaluations' record, thumbnail and per-case table into the board and re-render, under the lock.
+
+    Everything is prepared (and the existing records read) before the first byte is written, so a damaged
+    board or a rendering error leaves the board as it was. A record with the id of an existing one (the same
+    solver and settings on the same dataset identity, e.g. ``make run`` on another machine) replaces it and
+    keeps the earlier run's main metric and machine under ``replaces``, which the board shows."""
     from phantombench.evaluate import record_json
 
     board = Path(board)
     written = []
     with board_lock(board):
+        old = {r["id"]: r for r in load_records(board)}
+        staged: list[tuple[Path, bytes]] = []
         for ev in evaluations:
             rec = ev.record
             files = record_files(board, rec["task"]["name"], rec["id"])
             rec_public = {k: v for k, v in rec.items() if not k.startswith("_")}
             rec_public["dataset"] = {k: v for k, v in rec["dataset"].items() if k != "path"}
-            _atomic_write(files["record"], record_json(rec_public).encode())
-            if "thumb" in ev.paths:
-                _atomic_write(files["thumb"], Path(ev.paths["thumb"]).read_bytes())
-            if "cases" in ev.paths:
-                _atomic_write(files["cases"], Path(ev.paths["cases"]).read_bytes())
+            if rec["id"] in old:
+                rec_public["replaces"] = _reproduction(old[rec["id"]], rec_public)
+            staged.append((files["record"], record_json(rec_public).encode()))
+            for kind in ("thumb", "cases"):
+                if kind in ev.paths:
+                    staged.append((files[kind], Path(ev.paths[kind]).read_bytes()))
             written.append(files["record"])
-        render(board, locked=True)
+            old[rec["id"]] = {**rec_public, "_thumb": None}
+        recs = sorted(old.values(), key=lambda r: r["id"])
+        pages = [(board / "README.md", render_markdown(recs).encode()),
+                 (board / "index.html", render_html(_with_thumbs(board, recs, staged)).encode())]
+        for path, data in staged + pages:
+            _atomic_write(path, data)
     return written
+
+
+def _with_thumbs(board: Path, recs: list[dict], staged: list[tuple[Path, bytes]]) -> list[dict]:
+    """Records with ``_thumb``: the thumbnail's path, or its bytes when it is staged and not yet written."""
+    staged_bytes = dict(staged)
+    out = []
+    for r in recs:
+        t = record_files(board, r["task"]["name"], r["id"])["thumb"]
+        out.append({**r, "_thumb": staged_bytes.get(t) or (t if t.exists() else None)})
+    return out
 
 
 def render(board: Path, locked: bool = False) -> tuple[Path, Path]:
@@ -99,7 +170,7 @@ def render(board: Path, locked: bool = False) -> tuple[Path, Path]:
     ctx = contextlib.nullcontext() if locked else board_lock(board)
     with ctx:
         recs = load_records(board)
-        md, page = render_markdown(recs), render_html(recs)
+        md, page = render_markdown(recs), render_html(recs)   # both rendered before either is written
         _atomic_write(board / "README.md", md.encode())
         _atomic_write(board / "index.html", page.encode())
     return board / "README.md", board / "index.html"
@@ -153,8 +224,28 @@ def _mean_std(stat: dict[str, Any]) -> str:
 
 
 def _ds_key(r: dict) -> str:
+    """The dataset identity records group by: name@version, machine-independent fingerprint, split, tier."""
     d = r["dataset"]
-    return f"{d['name']}@{d['version']} ({d['content_hash'][:8]}, {d['split']})"
+    fp = d.get("fingerprint") or d["content_hash"]
+    tier = d.get("tier", "public")
+    return f"{d['name']}@{d['version']} ({fp[:8]}, {d['split']}{', verified' if tier == 'verified' else ''})"
+
+
+def _sandbox(r: dict) -> str:
+    """How the solver was confined: the sandbox's name, or 'none' (marked on the board)."""
+    return str(r["solver"].get("sandbox") or "none")
+
+
+def _reproduced(r: dict) -> str:
+    """'-' or the earlier run this record replaced: its main metric and machine (a reproduction check)."""
+    rep = r.get("replaces")
+    if not rep or rep.get("mean") is None:
+        return "-"
+    new = r["metrics"].get(rep["main_metric"], {}).get("mean")
+    if new is None:
+        return "-"
+    rel = abs(new - rep["mean"]) / max(abs(rep["mean"]), 1e-30)
+    return f"{rep['runs']} runs; {rep['main_metric']} was {_num(rep['mean'])} on {rep.get('cpu') or '?'} ({rel:.1e} rel.)"
 
 
 def _hardware(r: dict) -> str:
@@ -210,7 +301,9 @@ def render_markdown(recs: list[dict]) -> str:
     lines = ["# phantombench leaderboard", "",
              "Rendered by `phantombench leaderboard` from the result records in `records/`; do not edit by hand. "
              "Each cell is mean ± std over the test cases (std over cases, omitted for one case); **bold** is "
-             "the best on that dataset; the arrow says whether lower or higher is better. The interactive page "
+             "the best on that dataset. Records group by dataset identity: name@version and a fingerprint that "
+             "is the same on every machine whose regeneration agrees within the dataset's tolerance; `sandbox: "
+             "none ⚠` marks records whose solver ran unconfined (it could have read the truth); the arrow says whether lower or higher is better. The interactive page "
              "(sortable, per-region metrics, thumbnails, charts) is `index.html`; how to submit: "
              "[SUBMITTING.md](SUBMITTING.md).", ""]
     for task, rs in _grouped(recs):
@@ -223,7 +316,7 @@ def render_markdown(recs: list[dict]) -> str:
         cols = ["solver", "dataset"] + [
             f"{n} {'↓' if task.metric(n).direction == 'lower' else '↑'}"
             + (f" [{task.metric(n).unit}]" if task.metric(n).unit else "") for n in head] + [
-            "cases ok", "fit s", "solve s/case", "device", "hardware", "date", "commit"]
+            "cases ok", "fit s", "solve s/case", "device", "sandbox", "hardware", "date", "commit", "earlier run"]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))
         for r in rs:
@@ -237,8 +330,9 @@ def render_markdown(recs: list[dict]) -> str:
                 cells.append(txt)
             c = r["cases"]
             cells += [f"{c['ok']}/{c['n']}", _fit(r), _num(r["timing"].get("solve_s_mean")), str(r["solver"].get("device")),
-                      _hardware(r), r["provenance"].get("created", "")[:10],
-                      (r["provenance"].get("git_commit") or "-")[:10]]
+                      _sandbox(r) if _sandbox(r) != "none" else "none ⚠", _hardware(r),
+                      r["provenance"].get("created", "")[:10], (r["provenance"].get("git_commit") or "-")[:10],
+                      _reproduced(r)]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
         lines.append("Datasets:")
@@ -247,7 +341,9 @@ def render_markdown(recs: list[dict]) -> str:
         for r in rs:
             d = r["dataset"]
             seen[_ds_key(r)] = (f"- `{d['name']}` version {d['version']}, split `{d['split']}` "
-                                f"({d['n_cases']} cases), content sha256 `{d['content_hash']}`")
+                                f"({d['n_cases']} cases), {d.get('tier', 'public')} tier, fingerprint "
+                                f"`{d.get('fingerprint') or '-'}` (content sha256 `{d['content_hash']}` on the "
+                                "machine that made the first record; it may differ elsewhere in the last bits)")
         lines += list(seen.values()) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -334,7 +430,7 @@ def _thumb_img(r: dict) -> str:
     p = r.get("_thumb")
     if not p:
         return "-"
-    b64 = base64.b64encode(Path(p).read_bytes()).decode()
+    b64 = base64.b64encode(p if isinstance(p, bytes) else Path(p).read_bytes()).decode()
     return (f'<img class="thumb" alt="truth | prediction, case 1" '
             f'title="left: truth, right: prediction (same colour scale)" src="data:image/png;base64,{b64}">')
 
@@ -401,8 +497,11 @@ def render_html(recs: list[dict]) -> str:
             f'{"↓" if m.direction == "lower" else "↑"}</th>' for m in metrics] + [
             '<th data-num="1">cases ok</th>', '<th data-num="1" title="training time (fit) of learned solvers">fit s</th>',
             '<th data-num="1">solve s/case</th>', '<th class="t">device</th>',
+            '<th class="t" title="how the solver was confined; none = it could read and write like any program">'
+            'sandbox</th>',
             '<th class="t">hardware</th>', '<th class="t">date</th>', '<th class="t">commit</th>',
-            '<th class="t">truth | prediction</th>']
+            '<th class="t" title="the record this one replaced (same solver and settings, same dataset identity)">'
+            'earlier run</th>', '<th class="t">truth | prediction</th>']
         out.append(f'<div class="scroll"><table class="board" data-task="{_e(task.name)}" '
                    f'data-main="{_e(task.main_metric)}"><thead><tr>{"".join(head)}</tr></thead><tbody>')
         for r in rs:
@@ -422,9 +521,11 @@ def render_html(recs: list[dict]) -> str:
                       f'<td data-v="{_data_v(r["timing"].get("solve_s_mean"))}">'
                       f'{_e(_num(r["timing"].get("solve_s_mean")))}</td>',
                       f'<td class="t">{_e(r["solver"].get("device"))}</td>',
+                      f'<td class="t{" fail" if _sandbox(r) == "none" else ""}">{_e(_sandbox(r))}</td>',
                       f'<td class="t">{_e(_hardware(r))}</td>',
                       f'<td class="t">{_e(r["provenance"].get("created", "")[:10])}</td>',
                       f'<td class="t">{_e((r["provenance"].get("git_commit") or "-")[:10])}</td>',
+                      f'<td class="t">{_e(_reproduced(r))}</td>',
                       f'<td class="t">{_thumb_img(r)}</td>']
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</tbody></table></div>")

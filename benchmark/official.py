@@ -2,11 +2,24 @@
 
 ``make data`` (``phantombench official --generate``) and ``phantombench submit`` regenerate them from these
 definitions (generator, preset, n, seed, overrides), into ``<root>/<generator>/<preset>/<version>``.
+
+Identity. Each official dataset has a *pinned reference* in ``references.json`` (beside this module): the
+fingerprint of the maintainers' generation and the anchors of its grid (:mod:`phantombench.fingerprint`).
+A regeneration anywhere is the official dataset when its fingerprint on those anchors equals the pinned
+one -- true whenever it agrees within the dataset's tolerance, whatever the CPU -- and is refused otherwise.
+Maintainers pin with ``phantombench official --pin`` after changing a generator or a definition.
+
+Tiers. ``public`` datasets have public seeds: anyone regenerates them, and results are self-reported (a
+solver could regenerate a test case from its seed). ``verified`` datasets take their seed from a secret the
+maintainers keep outside the repository (the environment variable ``PHANTOMBENCH_VERIFIED_SECRET`` of their
+CI): only its fingerprint and anchors are committed, which reveal nothing usable about the data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +38,7 @@ class OfficialDataset:
     version: str = "v1"
     overrides: dict[str, Any] = field(default_factory=dict)
     split: str = "test"
+    tier: str = "public"         # or "verified": seeded from the maintainers' secret (see the module docstring)
 
     @property
     def key(self) -> str:
@@ -37,7 +51,7 @@ class OfficialDataset:
         """None if ``manifest`` is this dataset; otherwise what differs."""
         from phantombench.runner import resolve
 
-        _, _, plan = resolve(self.generator, self.preset, self.overrides, self.n, self.seed)
+        _, _, plan = resolve(self.generator, self.preset, self.overrides, self.n, seed_for(self))
         got = {"generator": manifest.get("generator", {}).get("name"), "preset": manifest.get("preset"),
                "n": manifest.get("n"), "seed": manifest.get("seed"), "config": manifest.get("config")}
         want = {"generator": plan["generator"], "preset": plan["preset"], "n": plan["n"], "seed": plan["seed"],
@@ -107,6 +121,83 @@ class _Official(Mapping):
 OFFICIAL: Mapping[str, tuple[OfficialDataset, ...]] = _Official()
 
 
+SECRET_ENV = "PHANTOMBENCH_VERIFIED_SECRET"
+REFERENCES = Path(__file__).with_name("references.json")
+
+
+class OfficialError(ValueError):
+    """An official dataset that cannot be used as asked (one line)."""
+
+
+def seed_for(od: OfficialDataset) -> int:
+    """The dataset seed: the public one, or for the verified tier one derived from the maintainers' secret."""
+    if od.tier == "public":
+        return od.seed
+    if od.tier != "verified":
+        raise OfficialError(f"{od.key}: unknown tier {od.tier!r} (public or verified)")
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret:
+        raise OfficialError(f"{od.key} is a verified dataset: its seed comes from the maintainers' secret "
+                            f"({SECRET_ENV}); submit to the public tier and ask for verification (SUBMITTING.md)")
+    digest = hashlib.sha256(f"phantombench-verified|{secret}|{od.key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def references(path: Path = REFERENCES) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        refs = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise OfficialError(f"{path}: unreadable pinned references ({type(e).__name__})") from None
+    return refs if isinstance(refs, dict) else {}
+
+
+def official_fingerprint(od: OfficialDataset, ds, refs: dict[str, Any] | None = None) -> str:
+    """The pinned fingerprint if ``ds`` agrees with the pinned reference of ``od``; else one clear error."""
+    from phantombench.fingerprint import FingerprintError, fingerprint, sample_digests
+
+    ref = (references() if refs is None else refs).get(od.key)
+    if ref is None:
+        raise OfficialError(f"{od.key} has no pinned reference; a maintainer pins it with `phantombench official "
+                            "--pin` before it can be scored")
+    sketch = ds.sketch(from_data=True)
+    try:
+        got = fingerprint(ds.manifest, sketch, ref["anchors"])
+    except FingerprintError as e:
+        raise OfficialError(f"{ds.path} does not match the official {od.key}: {e}") from None
+    if got != ref["fingerprint"]:
+        mine = sample_digests(ds.manifest, sketch, ref["anchors"])
+        bad = sorted(sid for sid, h in mine.items() if ref.get("samples", {}).get(sid) != h)
+        where = f"sample {bad[0]} (and {len(bad) - 1} more)" if bad else "its definition"
+        raise OfficialError(f"{ds.path} is not the official {od.key}: {where} differs beyond the tolerance "
+                            f"(fingerprint {got[:8]} vs pinned {ref['fingerprint'][:8]}); regenerate it")
+    return got
+
+
+def pin(ods: list[OfficialDataset], root: str | Path = DEFAULT_ROOT, path: Path = REFERENCES) -> dict[str, Any]:
+    """Pin the references of ``ods`` from their datasets under ``root`` (maintainers only)."""
+    from phantombench.fingerprint import anchors, fingerprint, sample_digests
+    from phantombench.provenance import provenance
+    from phantombench.store import _write_json_atomic, open_dataset
+
+    refs = references(path)
+    for od in ods:
+        ds = open_dataset(od.folder(root))
+        if od.plan_matches(ds.manifest) is not None:
+            raise OfficialError(f"{ds.path} is not {od.key}: {od.plan_matches(ds.manifest)}")
+        sk, rtol = ds.sketch(from_data=True), ds.manifest["regen_rtol"]
+        a = anchors(sk, rtol)
+        prov = provenance()
+        refs[od.key] = {"fingerprint": fingerprint(ds.manifest, sk, a), "tier": od.tier, "anchors": a,
+                        "samples": sample_digests(ds.manifest, sk, a),
+                        "content_hash": ds.manifest["content_hash"] if od.tier == "public" else None,
+                        "pinned_on": {"cpu": prov["hardware"].get("cpu"), "commit": prov.get("git_commit"),
+                                      "date": prov["created"][:10]}}
+    _write_json_atomic(path, dict(sorted(refs.items())))
+    return refs
+
+
 def official(task: str, presets: list[str] | None = None) -> list[OfficialDataset]:
     from phantombench.tasks import get_task
 
@@ -146,6 +237,6 @@ def ensure(od: OfficialDataset, root: str | Path = DEFAULT_ROOT, workers: int | 
     if st.startswith("different"):
         raise ValueError(f"{od.folder(root)} is not the official {od.key} ({st}); move it away or use another root")
     if st != "ok":
-        runner.generate(od.generator, od.preset, od.n, od.folder(root), od.seed, od.overrides, workers,
+        runner.generate(od.generator, od.preset, od.n, od.folder(root), seed_for(od), od.overrides, workers,
                         progress=progress)
     return open_dataset(od.folder(root))

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from phantombench.fingerprint import anchors, fingerprint, plan_digest, sample_sketch
 from phantombench.generators.base import Generator, Sample
 
 PLAN = "plan.json"
@@ -43,6 +44,10 @@ CARD = "README.md"
 DATA = "data.zarr"
 PARTIAL = ".partial"
 LOCK = ".lock"
+
+
+REQUIRED_KEYS = ("name", "version", "generator", "preset", "config", "seed", "n", "splits", "schema",
+                 "content_hash", "samples")
 
 
 class StoreError(RuntimeError):
@@ -113,7 +118,9 @@ def write_sample(root: Path, index: int, sample: Sample, meta: dict[str, Any]) -
     partial = root / PARTIAL / f"{sid}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     partial.parent.mkdir(parents=True, exist_ok=True)
     hashes = {name: array_sha256(arr) for name, arr in sample.fields.items()}
-    record = {"index": index, "id": sid, "sha256": hashes, "attrs": sample.attrs, **meta}
+    attrs = json.loads(json.dumps(sample.attrs, default=json_default))
+    record = {"index": index, "id": sid, "sha256": hashes, "attrs": sample.attrs,
+              "sketch": sample_sketch(sample.fields, attrs), **meta}
     try:
         g = zarr.open_group(str(partial), mode="w", zarr_format=3)
         for name, arr in sample.fields.items():
@@ -186,12 +193,15 @@ def prepare(root: Path, plan: dict[str, Any]) -> bool:
             diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
             raise StoreError(f"{root} holds a different dataset (differs in: {', '.join(diff)}); "
                              "choose another --out or delete it")
-        return (root / MANIFEST).exists()
+        done = (root / MANIFEST).exists()
+        if not done and not (root / DATA / "zarr.json").exists():  # killed between plan.json and data.zarr
+            zarr.open_group(str(root / DATA), mode="a", zarr_format=3)
+        return done
     if root.exists() and any(p.name not in (LOCK,) for p in root.iterdir()):
         raise StoreError(f"{root} is not empty and is not a phantombench dataset; choose another --out")
     root.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(root / PLAN, plan)  # first: a folder with a plan resumes, whatever else a kill left
     zarr.open_group(str(root / DATA), mode="w", zarr_format=3)
-    _write_json_atomic(root / PLAN, plan)
     return False
 
 
@@ -234,10 +244,55 @@ def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: 
         "samples": {sid: {k: r[k] for k in r if k not in ("id",)} for sid, r in recs.items()},
         "provenance": provenance,
     }
+    for sid, r in manifest["samples"].items():
+        if "sketch" not in r:   # a sample written before sketches existed (resumed run)
+            r["sketch"] = sample_sketch(read_sample(root, sid), r.get("attrs"))
+    sketch = {sid: r["sketch"] for sid, r in manifest["samples"].items()}
+    manifest["fingerprint"] = {"value": fingerprint(manifest, sketch), "plan_digest": plan_digest(manifest),
+                               "anchors": anchors(sketch, manifest["regen_rtol"]),
+                               "method": "anchored sketch grid (phantombench.fingerprint)"}
     _write_text_atomic(root / CARD, render_card(manifest, gen.card(cfg)))
+    manifest["files"] = file_inventory(root)
+    manifest["seal"] = manifest_seal(manifest)
     _write_json_atomic(root / MANIFEST, manifest)
     shutil.rmtree(root / PARTIAL, ignore_errors=True)
     return manifest
+
+
+def manifest_seal(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its ``seal``: an edit by hand shows up in ``verify``."""
+    body = {k: v for k, v in manifest.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=json_default).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_files(root: Path) -> list[str]:
+    """Every file of a dataset folder that ``verify`` vouches for (relative paths, sorted)."""
+    root = Path(root)
+    skip = {MANIFEST, LOCK}
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel not in skip and not rel.startswith(PARTIAL) and not p.name.startswith("."):
+            out.append(rel)
+    return out
+
+
+def file_inventory(root: Path) -> dict[str, str]:
+    """sha256 of every file of the dataset but the manifest (recorded in the manifest at finalise)."""
+    return {rel: file_sha256(Path(root) / rel) for rel in dataset_files(root)}
+
+
+def read_sample(root: Path, sid: str) -> dict[str, np.ndarray]:
+    g = zarr.open_group(str(Path(root) / DATA / sid), mode="r")
+    return {name: g[name][...] for name in g.array_keys()}
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -276,6 +331,22 @@ class Dataset:
         for i in range(len(self)):
             yield self[i]
 
+    def sketch(self, from_data: bool = False) -> dict[str, dict[str, list[float]]]:
+        """Per-sample sketches (:mod:`phantombench.fingerprint`): from the manifest, or recomputed from the arrays."""
+        out = {}
+        for sid, rec in self.manifest["samples"].items():
+            if from_data or "sketch" not in rec:
+                out[sid] = sample_sketch(read_sample(self.path, sid), rec.get("attrs"))
+            else:
+                out[sid] = rec["sketch"]
+        return out
+
+    @property
+    def fingerprint(self) -> str:
+        """Machine-independent identity (see :mod:`phantombench.fingerprint`)."""
+        fp = self.manifest.get("fingerprint", {}).get("value")
+        return fp or fingerprint(self.manifest, self.sketch())
+
 
 def open_dataset(path: str | os.PathLike) -> Dataset:
     """Open a finished dataset folder (the one holding manifest.json)."""
@@ -287,7 +358,14 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
         if (p / PLAN).exists():
             raise StoreError(f"{p} is incomplete (no manifest.json yet); run the same generate again to finish it")
         raise StoreError(f"{p} is not a phantombench dataset (no manifest.json)")
-    return Dataset(p, json.loads(m.read_text()))
+    try:
+        manifest = json.loads(m.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"{m}: unreadable manifest ({type(e).__name__}); run `phantombench verify {p}`") from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise StoreError(f"{m}: not a phantombench manifest (missing {', '.join(missing)})")
+    return Dataset(p, manifest)
 
 
 def verify_hashes(ds: Dataset) -> list[str]:

@@ -35,7 +35,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,26 +83,42 @@ def progress_bar(label: str, enabled: bool = True):
                     TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
 
 
-class Cases:
-    """A split handed to ``fit``: ``len(cases)``, ``cases[k] -> (observation, target)``, iteration.
+class Cases(Sequence):
+    """A split handed to ``fit``: a sequence of ``(observation, target)`` pairs held in memory.
 
-    Targets (the prediction fields' truth) are available for training and validation splits only.
+    ``len(cases)``, ``cases[k]``, slicing and iteration work as for a list. It is data, never a handle on a
+    dataset, so a learned solver cannot reach other splits (the test split's truth) through it. ``sources``
+    names the datasets the pairs came from (``name@version-fingerprint``), e.g. to tag a checkpoint.
+
+    ``Cases(pairs, sources=...)``; ``Cases(task, dataset, indices)`` reads the pairs of those samples now.
     """
 
-    def __init__(self, task, dataset, indices: list[int]):
-        self.task, self.dataset, self.indices = task, dataset, list(indices)
+    def __init__(self, *args, sources: list[str] | tuple[str, ...] = ()):
+        if len(args) == 3:
+            task, ds, indices = args
+            pairs = []
+            for i in indices:
+                g = ds.group(i)
+                pairs.append((task.observation(ds, i, g), task.target(ds, i, g)))
+            m = ds.manifest
+            sources = sources or [f"{m['name']}@{m['version']}-{ds.fingerprint[:12]}"]
+        elif len(args) == 1:
+            pairs = list(args[0])
+        else:
+            raise TypeError("Cases(pairs) or Cases(task, dataset, indices)")
+        self._pairs = pairs
+        self.sources = list(sources)
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self._pairs)
 
-    def __getitem__(self, k: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        i = self.indices[k]
-        g = self.dataset.group(i)
-        return self.task.observation(self.dataset, i, g), self.task.target(self.dataset, i, g)
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return Cases(self._pairs[k], sources=self.sources)
+        return self._pairs[k]
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
-        for k in range(len(self)):
-            yield self[k]
+        return iter(self._pairs)
 
 
 class Solver:
