@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,12 @@ from phantombench.registry import get_generator
 _GEN_CACHE: dict[str, Generator] = {}
 
 MAX_SEED = 2**63 - 1
+MAX_N = 1_000_000              # samples per dataset; more is a typo, not a plan
+SCHEDULER_TIMEOUT_S = 5.0      # how long to try reaching a --scheduler before giving up
+
+
+class RunnerError(ValueError):
+    """Bad input to ``generate`` (output path, scheduler address...): one line, nothing written."""
 
 
 def _generator(name: str) -> Generator:
@@ -59,13 +66,47 @@ def resolve(generator: str, preset: str, overrides: dict[str, Any] | None,
     """Validate everything before touching the disk; ValueError with one clear line otherwise."""
     gen = get_generator(generator)
     cfg = gen.config(preset, overrides)
-    if n < 1:
-        raise ValueError(f"--n must be at least 1 (got {n})")
+    if not 1 <= n <= MAX_N:
+        raise ValueError(f"--n must be an integer in [1, {MAX_N:,}] (got {n:,})")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"--seed must be an integer in [0, 2**63 - 1] (got {seed})")
     plan = {"generator": gen.name, "generator_version": gen.version, "preset": preset,
             "config": cfg.model_dump(mode="json"), "seed": seed, "n": n}
     return gen, cfg, plan
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """The output folder, resolved; RunnerError if it (or a parent) exists but is not a folder."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise RunnerError(f"--out {out} exists and is a file, not a dataset folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunnerError(f"--out {out}: {parent} is a file, not a folder")
+            break
+    return out
+
+
+def check_scheduler(address: str | None, timeout: float = SCHEDULER_TIMEOUT_S) -> None:
+    """Fail fast, in one line, when a ``tcp://host:port`` scheduler address is malformed or unreachable."""
+    if address is None:
+        return
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ("tcp", "tls"):
+        return  # other transports (inproc, ucx): left to dask
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RunnerError(f"--scheduler {address!r} is not an address like tcp://host:8786")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise RunnerError(f"cannot reach the dask scheduler at {address} ({reason}, {timeout:g} s limit)") from None
 
 
 def generate(generator: str, preset: str, n: int, out: str | os.PathLike, seed: int = 0,
@@ -74,7 +115,8 @@ def generate(generator: str, preset: str, n: int, out: str | os.PathLike, seed: 
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Generate (or finish) a dataset; return its manifest."""
     gen, cfg, plan = resolve(generator, preset, overrides, n, seed)
-    out = Path(out).resolve()
+    out = check_out(out)
+    check_scheduler(scheduler)
     created = not out.exists()
     try:
         with store.writer_lock(out):
@@ -118,8 +160,7 @@ def _run(plan, todo, out, workers, scheduler, progress, done0, n) -> int:
                                dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
-        client = Client(scheduler, timeout="20s")
-        client.wait_for_workers(1, timeout=60)
+        client = _connect(scheduler)
     try:
         n_workers = len(client.scheduler_info()["workers"])
         futures = [client.submit(_task, *args, i, str(out), key=f"sample-{plan['seed']}-{i}", pure=False)
@@ -133,6 +174,23 @@ def _run(plan, todo, out, workers, scheduler, progress, done0, n) -> int:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _connect(scheduler: str):
+    """A client of a running scheduler with at least one worker; RunnerError in one line otherwise."""
+    from dask.distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except Exception as e:  # noqa: BLE001 - refused, timed out, or not a dask scheduler at all (garbage handshake)
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise RunnerError(f"cannot connect to the dask scheduler at {scheduler}: {why}") from None
+    try:
+        client.wait_for_workers(1, timeout=60)
+    except (OSError, TimeoutError):
+        client.close()
+        raise RunnerError(f"no dask worker joined the scheduler at {scheduler} within 60 s") from None
+    return client
 
 
 def regenerate_and_compare(ds: store.Dataset, indices: list[int]) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,34 @@ class Sample:
 
 
 class GeneratorConfig(BaseModel):
-    """Base of every generator config: unknown keys are an error, values are validated."""
+    """Base of every generator config: unknown keys are an error, values are validated, and no value
+    anywhere in a config (float fields, tuples, lists, nested dicts) may be NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _reject_non_finite(self):
+        for name in type(self).model_fields:
+            bad = _non_finite(getattr(self, name))
+            if bad is not None:
+                raise ValueError(f"{name}: {bad} is not a finite number")
+        return self
+
+
+def _non_finite(v: Any) -> float | None:
+    """The first NaN or infinite number inside ``v`` (scalars, sequences, dicts, models), else None."""
+    if isinstance(v, float | np.floating):
+        return None if np.isfinite(v) else float(v)
+    if isinstance(v, dict):
+        v = list(v.values())
+    elif isinstance(v, BaseModel):
+        v = [getattr(v, k) for k in type(v).model_fields]
+    if isinstance(v, list | tuple):
+        for x in v:
+            bad = _non_finite(x)
+            if bad is not None:
+                return bad
+    return None
 
 
 class Generator(ABC):
