@@ -330,14 +330,26 @@ def sibson_weights(points: np.ndarray, xy: np.ndarray, *, snap_tol: float = 1e-1
 
 def _sibson_block(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, tol: float):
     """Sibson weights (CSR (n, N), inside (n,)) of one block of shifted queries."""
-    q = np.column_stack([qx, qy])
-    Q, N = len(q), len(T.pts)
-    px, py, simp, nbr = T.px, T.py, T.simp, T.nbr
-    ntri = len(simp)
-    rows, cols, vals = [], [], []
-
     s = _locate(T, qx, qy)
     found = np.flatnonzero(s >= 0)
+    rows, cols, vals, snap = _snapped_weights(T, qx, qy, s, found, tol)
+    qi = found[~snap]
+    pq, pt = np.divmod(_cavities(T, qx, qy, qi, s[qi]), len(T.simp))
+    rows.append(np.repeat(pq, 3))
+    cols.append(T.simp[pt].ravel())
+    vals.append(_stolen_areas(T, qx[pq], qy[pq], pt, s[pq]).ravel())
+    Wm = sp.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(len(qx), len(T.pts)))
+    return _normalise_rows(Wm)
+
+
+def _snapped_weights(T: _Triangulation, qx, qy, s, found, tol):
+    """Linear weights where Sibson's are not needed: queries at a node or on a hull edge take the barycentric
+    weights of their triangle (exact for linear fields), queries outside the hull by rounding only (centres on
+    a domain edge) the projection onto the hull. Returns COO lists (rows, cols, vals) and the ``snap`` flags
+    of the ``found`` queries."""
+    q = np.column_stack([qx, qy])
+    px, py, simp, nbr = T.px, T.py, T.simp, T.nbr
     sf = s[found]
     Vf = simp[sf]                                                     # (F, 3)
     X = px[Vf] - qx[found, None]                                      # vertices, query-centred
@@ -349,16 +361,12 @@ def _sibson_block(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, tol: float)
         a, b = Vf[j, (k + 1) % 3], Vf[j, (k + 2) % 3]
         d, _ = _project_on_segments(q[found[j]], T.pts[a], T.pts[b])
         snap[j] |= d <= tol                                           # on a hull edge
-    # snapped: barycentric weights of the located triangle (exact for linear fields)
     Xs, Ys = X[snap], Y[snap]
     lam = np.column_stack([Xs[:, 1] * Ys[:, 2] - Ys[:, 1] * Xs[:, 2],
                            Xs[:, 2] * Ys[:, 0] - Ys[:, 2] * Xs[:, 0],
                            Xs[:, 0] * Ys[:, 1] - Ys[:, 0] * Xs[:, 1]])
     lam = np.maximum(lam / lam.sum(1, keepdims=True), 0.0)
-    rows.append(np.repeat(found[snap], 3))
-    cols.append(Vf[snap].ravel())
-    vals.append(lam.ravel())
-    # outside the hull by rounding only (centres on a domain edge): project onto the hull
+    rows, cols, vals = [np.repeat(found[snap], 3)], [Vf[snap].ravel()], [lam.ravel()]
     miss = np.flatnonzero(s < 0)
     if len(miss):
         ok, ia, ib, t = _snap_outside(T, q[miss], tol)
@@ -366,14 +374,19 @@ def _sibson_block(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, tol: float)
         rows += [im, im]
         cols += [ia[ok], ib[ok]]
         vals += [1.0 - t[ok], t[ok]]
+    return rows, cols, vals, snap
 
-    # ---- Bowyer-Watson cavities, grown breadth-first for all queries at once ----------------
-    # BFS levels: a neighbour of a level-L triangle is at level L-1, L or L+1, so new keys are
-    # checked against the previous and current levels only; levels are sorted runs.
-    qi = found[~snap]
-    cur = qi * ntri + s[qi]                                            # sorted (qi ascending)
+
+def _cavities(T: _Triangulation, qx, qy, qi, start) -> np.ndarray:
+    """Bowyer-Watson cavities of the queries ``qi`` (starting from their located triangles ``start``), grown
+    breadth-first for all queries at once: sorted keys ``query * n_triangles + triangle``.
+
+    BFS levels: a neighbour of a level-L triangle is at level L-1, L or L+1, so new keys are checked against
+    the previous and current levels only; levels are sorted runs."""
+    ntri, nbr = len(T.simp), T.nbr
+    cur = qi * ntri + start                                            # sorted (qi ascending)
     levels, prev = [cur], cur[:0]
-    fq, ft = qi, s[qi]
+    fq, ft = qi, start
     while len(fq):
         nb = nbr[ft].ravel()
         cq = np.repeat(fq, 3)
@@ -397,16 +410,17 @@ def _sibson_block(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, tol: float)
         levels.append(key)
         prev, cur = cur, key
         fq, ft = np.divmod(key, ntri)
-    visited = np.sort(np.concatenate(levels), kind="stable")          # merges the sorted runs
+    return np.sort(np.concatenate(levels), kind="stable")             # merges the sorted runs
 
-    # ---- stolen areas: per (query, cavity triangle, vertex) terms ---------------------------
-    pq, pt = np.divmod(visited, ntri)
-    V = simp[pt]                                                      # (M, 3) ccw
-    x, y = qx[pq], qy[pq]
+
+def _stolen_areas(T: _Triangulation, x, y, pt, t0) -> np.ndarray:
+    """Stolen areas (M, 3): per (query at (x, y), cavity triangle pt, vertex) terms; ``t0`` is the query's
+    located triangle."""
+    px, py, nbr = T.px, T.py, T.nbr
+    V = T.simp[pt]                                                    # (M, 3) ccw
     Xk = [px[V[:, k]] - x for k in range(3)]                          # query-centred vertices
     Yk = [py[V[:, k]] - y for k in range(3)]
     Cx, Cy = T.cx[pt] - x, T.cy[pt] - y                               # query-centred circumcentres
-    t0 = s[pq]
     Ex, Ey = [], []
     for e in range(3):  # split point on the edge opposite vertex e: midpoint or g(p, v, w)
         nb = nbr[pt, e]
@@ -423,18 +437,17 @@ def _sibson_block(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, tol: float)
         # 1/2 [(A - r) x (C - r) + (C - r) x (B - r)] = 1/2 (C - r) x (B - A), r = v_k / 2
         a, b = (k + 2) % 3, (k + 1) % 3
         area[:, k] = 0.5 * ((Cx - 0.5 * Xk[k]) * (Ey[b] - Ey[a]) - (Cy - 0.5 * Yk[k]) * (Ex[b] - Ex[a]))
-    rows.append(np.repeat(pq, 3))
-    cols.append(V.ravel())
-    vals.append(area.ravel())
+    return area
 
-    Wm = sp.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(Q, N))
+
+def _normalise_rows(Wm: sp.csr_array):
+    """Rows scaled to sum 1 (stolen areas are >= 0; negatives are rounding noise of cocircular, zero-area
+    neighbours and are clipped); returns (weights, inside = row had a positive sum)."""
     Wm.sum_duplicates()
-    # stolen areas are >= 0; negatives are rounding noise of cocircular (zero-area) neighbours
     np.maximum(Wm.data, 0.0, out=Wm.data)
     rs = np.asarray(Wm.sum(axis=1)).ravel()
     inside = rs > 0
-    scale = np.zeros(Q)
+    scale = np.zeros(len(rs))
     scale[inside] = 1.0 / rs[inside]
     Wm.data *= np.repeat(scale, np.diff(Wm.indptr))
     Wm.eliminate_zeros()

@@ -151,9 +151,8 @@ class HarmonicWaveSolver:
 
     def __init__(self, mesh, model: Literal["antiplane", "plane_strain"] = "antiplane", degree: int = 2,
                  absorbing_facets: np.ndarray | None = None, bulk_modulus: float = 2.2e9):
-        import basix.ufl
         import ufl
-        from dolfinx import fem, mesh as dmesh
+        from dolfinx import fem
 
         if model not in ("antiplane", "plane_strain"):
             raise ValueError(f"unknown model {model!r}")
@@ -163,74 +162,14 @@ class HarmonicWaveSolver:
         self.bulk_modulus = float(bulk_modulus)
         tdim = mesh.topology.dim
         mesh.topology.create_connectivity(tdim - 1, tdim)
-        cell = mesh.basix_cell()
-
-        # cellwise material (DG0): G', G'', rho, and derived impedance / compressional terms
-        self.Q = fem.functionspace(mesh, ("DG", 0))
-        q = lambda: fem.Function(self.Q)  # noqa: E731
-        self.g_re, self.g_im, self.rho = q(), q(), q()
-        self.zs_re, self.zs_im = q(), q()
-        self.il_re, self.il_im = q(), q()   # 1 / lambda*
-        self.zp_re, self.zp_im = q(), q()
-        self.omega = fem.Constant(mesh, 0.0)
-        self.n_cells = mesh.topology.index_map(tdim).size_local
-        self._cell_dof = self.Q.dofmap.list[:, 0]
-
-        ds = None
-        if absorbing_facets is not None and len(absorbing_facets):
-            af = np.sort(np.asarray(absorbing_facets, dtype=np.int32))
-            tags = dmesh.meshtags(mesh, tdim - 1, af, np.full(af.size, 1, dtype=np.int32))
-            ds = ufl.Measure("ds", domain=mesh, subdomain_data=tags)(1)
+        self._material_functions()
+        ds = self._absorbing_measure(absorbing_facets)
         self._absorbing = ds is not None
-
-        w2 = self.omega ** 2
         if model == "antiplane":
-            el = basix.ufl.element("Lagrange", cell, degree, shape=(2,))
-            self.V = fem.functionspace(mesh, el)
-            U, W = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-            ur, ui, vr, vi = U[0], U[1], W[0], W[1]
-
-            def cplx(cr, ci, B):
-                return cr * B(ur, vr) - ci * B(ui, vr) - ci * B(ur, vi) - cr * B(ui, vi)
-
-            grad_b = lambda a, b: ufl.inner(ufl.grad(a), ufl.grad(b))  # noqa: E731
-            mass_b = lambda a, b: a * b  # noqa: E731
-            a = (cplx(self.g_re, self.g_im, grad_b) - w2 * cplx(self.rho, 0.0, mass_b)) * ufl.dx
-            if ds is not None:
-                # i w Z u v with Z = zr + i zi  ->  c = -w zi + i w zr
-                a += cplx(-self.omega * self.zs_im, self.omega * self.zs_re, mass_b) * ds
+            a, W = self._antiplane_form(ds)
             self.Vu = self.V
         else:
-            el_u = basix.ufl.element("Lagrange", cell, degree, shape=(4,))
-            el_p = basix.ufl.element("Lagrange", cell, degree - 1, shape=(2,))
-            self.V = fem.functionspace(mesh, basix.ufl.mixed_element([el_u, el_p]))
-            (U, P) = ufl.TrialFunctions(self.V)
-            (W, Qt) = ufl.TestFunctions(self.V)
-            ur, ui = ufl.as_vector([U[0], U[1]]), ufl.as_vector([U[2], U[3]])
-            vr, vi = ufl.as_vector([W[0], W[1]]), ufl.as_vector([W[2], W[3]])
-            pr, pi_, qr, qi = P[0], P[1], Qt[0], Qt[1]
-
-            def cplx2(cr, ci, B, a_r, a_i, b_r, b_i):
-                return cr * B(a_r, b_r) - ci * B(a_i, b_r) - ci * B(a_r, b_i) - cr * B(a_i, b_i)
-
-            eps = ufl.sym
-            strain_b = lambda a, b: 2 * ufl.inner(eps(ufl.grad(a)), eps(ufl.grad(b)))  # noqa: E731
-            dot_b = lambda a, b: ufl.dot(a, b)  # noqa: E731
-            pdiv_b = lambda p, v: p * ufl.div(v)  # noqa: E731
-            div_q = lambda u, qq: qq * ufl.div(u)  # noqa: E731
-            pq_b = lambda p, qq: p * qq  # noqa: E731
-            a = (cplx2(self.g_re, self.g_im, strain_b, ur, ui, vr, vi)
-                 - w2 * cplx2(self.rho, 0.0, dot_b, ur, ui, vr, vi)
-                 - cplx2(1.0, 0.0, pdiv_b, pr, pi_, vr, vi)
-                 - cplx2(1.0, 0.0, div_q, ur, ui, qr, qi)
-                 - cplx2(self.il_re, self.il_im, pq_b, pr, pi_, qr, qi)) * ufl.dx
-            if ds is not None:
-                n = ufl.FacetNormal(mesh)
-                t = ufl.as_vector([-n[1], n[0]])
-                nn = lambda a, b: ufl.dot(a, n) * ufl.dot(b, n)  # noqa: E731
-                tt = lambda a, b: ufl.dot(a, t) * ufl.dot(b, t)  # noqa: E731
-                a += (cplx2(-self.omega * self.zp_im, self.omega * self.zp_re, nn, ur, ui, vr, vi)
-                      + cplx2(-self.omega * self.zs_im, self.omega * self.zs_re, tt, ur, ui, vr, vi)) * ds
+            a, W = self._plane_strain_form(ds)
             self.Vu, _ = self.V.sub(0).collapse()
         self._a_ufl = a
         self._ds = ds
@@ -245,6 +184,97 @@ class HarmonicWaveSolver:
         self._umap = None
         self.uh = fem.Function(self.V)
         self.set_density(RHO_TISSUE)
+
+    # -------------------------------------------------------------------------------- forms
+    def _material_functions(self) -> None:
+        """Cellwise material (DG0): G', G'', rho, and derived impedance / compressional terms."""
+        from dolfinx import fem
+
+        mesh = self.mesh
+        self.Q = fem.functionspace(mesh, ("DG", 0))
+        q = lambda: fem.Function(self.Q)  # noqa: E731
+        self.g_re, self.g_im, self.rho = q(), q(), q()
+        self.zs_re, self.zs_im = q(), q()
+        self.il_re, self.il_im = q(), q()   # 1 / lambda*
+        self.zp_re, self.zp_im = q(), q()
+        self.omega = fem.Constant(mesh, 0.0)
+        self.n_cells = mesh.topology.index_map(mesh.topology.dim).size_local
+        self._cell_dof = self.Q.dofmap.list[:, 0]
+
+    def _absorbing_measure(self, absorbing_facets):
+        """The ``ds`` measure restricted to the absorbing facets, or None."""
+        import ufl
+        from dolfinx import mesh as dmesh
+
+        if absorbing_facets is None or not len(absorbing_facets):
+            return None
+        af = np.sort(np.asarray(absorbing_facets, dtype=np.int32))
+        tdim = self.mesh.topology.dim
+        tags = dmesh.meshtags(self.mesh, tdim - 1, af, np.full(af.size, 1, dtype=np.int32))
+        return ufl.Measure("ds", domain=self.mesh, subdomain_data=tags)(1)
+
+    def _antiplane_form(self, ds):
+        """Bilinear form of the scalar (U_z) problem as real/imaginary 2-vectors; returns (a, test function)."""
+        import basix.ufl
+        import ufl
+        from dolfinx import fem
+
+        el = basix.ufl.element("Lagrange", self.mesh.basix_cell(), self.degree, shape=(2,))
+        self.V = fem.functionspace(self.mesh, el)
+        U, W = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        ur, ui, vr, vi = U[0], U[1], W[0], W[1]
+
+        def cplx(cr, ci, B):
+            return cr * B(ur, vr) - ci * B(ui, vr) - ci * B(ur, vi) - cr * B(ui, vi)
+
+        grad_b = lambda a, b: ufl.inner(ufl.grad(a), ufl.grad(b))  # noqa: E731
+        mass_b = lambda a, b: a * b  # noqa: E731
+        w2 = self.omega ** 2
+        a = (cplx(self.g_re, self.g_im, grad_b) - w2 * cplx(self.rho, 0.0, mass_b)) * ufl.dx
+        if ds is not None:
+            # i w Z u v with Z = zr + i zi  ->  c = -w zi + i w zr
+            a += cplx(-self.omega * self.zs_im, self.omega * self.zs_re, mass_b) * ds
+        return a, W
+
+    def _plane_strain_form(self, ds):
+        """Bilinear form of the Taylor-Hood u-p problem, real/imaginary blocks; returns (a, test functions)."""
+        import basix.ufl
+        import ufl
+        from dolfinx import fem
+
+        cell, degree = self.mesh.basix_cell(), self.degree
+        el_u = basix.ufl.element("Lagrange", cell, degree, shape=(4,))
+        el_p = basix.ufl.element("Lagrange", cell, degree - 1, shape=(2,))
+        self.V = fem.functionspace(self.mesh, basix.ufl.mixed_element([el_u, el_p]))
+        (U, P) = ufl.TrialFunctions(self.V)
+        (W, Qt) = ufl.TestFunctions(self.V)
+        ur, ui = ufl.as_vector([U[0], U[1]]), ufl.as_vector([U[2], U[3]])
+        vr, vi = ufl.as_vector([W[0], W[1]]), ufl.as_vector([W[2], W[3]])
+        pr, pi_, qr, qi = P[0], P[1], Qt[0], Qt[1]
+
+        def cplx2(cr, ci, B, a_r, a_i, b_r, b_i):
+            return cr * B(a_r, b_r) - ci * B(a_i, b_r) - ci * B(a_r, b_i) - cr * B(a_i, b_i)
+
+        eps = ufl.sym
+        strain_b = lambda a, b: 2 * ufl.inner(eps(ufl.grad(a)), eps(ufl.grad(b)))  # noqa: E731
+        dot_b = lambda a, b: ufl.dot(a, b)  # noqa: E731
+        pdiv_b = lambda p, v: p * ufl.div(v)  # noqa: E731
+        div_q = lambda u, qq: qq * ufl.div(u)  # noqa: E731
+        pq_b = lambda p, qq: p * qq  # noqa: E731
+        w2 = self.omega ** 2
+        a = (cplx2(self.g_re, self.g_im, strain_b, ur, ui, vr, vi)
+             - w2 * cplx2(self.rho, 0.0, dot_b, ur, ui, vr, vi)
+             - cplx2(1.0, 0.0, pdiv_b, pr, pi_, vr, vi)
+             - cplx2(1.0, 0.0, div_q, ur, ui, qr, qi)
+             - cplx2(self.il_re, self.il_im, pq_b, pr, pi_, qr, qi)) * ufl.dx
+        if ds is not None:
+            n = ufl.FacetNormal(self.mesh)
+            t = ufl.as_vector([-n[1], n[0]])
+            nn = lambda a, b: ufl.dot(a, n) * ufl.dot(b, n)  # noqa: E731
+            tt = lambda a, b: ufl.dot(a, t) * ufl.dot(b, t)  # noqa: E731
+            a += (cplx2(-self.omega * self.zp_im, self.omega * self.zp_re, nn, ur, ui, vr, vi)
+                  + cplx2(-self.omega * self.zs_im, self.omega * self.zs_re, tt, ur, ui, vr, vi)) * ds
+        return a, W
 
     # -------------------------------------------------------------------------------- material
     def _set_cells(self, f, values):
