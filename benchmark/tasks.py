@@ -100,6 +100,9 @@ class Task:
     order: int = 100                         # position among the tasks (leaderboard, listings); ties by name
     extra_truth: Callable[[Any, int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = field(
         default=None, repr=False)
+    # dataset fields added to the targets handed to ``Solver.fit`` (training/validation samples only; never an
+    # observation): training truth a learned method is supervised on besides the predictions
+    training_fields: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------------------------ lookup
     def metric(self, name: str) -> Metric:
@@ -199,9 +202,14 @@ class Task:
         return t
 
     def target(self, ds, i: int, group=None) -> dict[str, np.ndarray]:
-        """Training target for ``Solver.fit``: the prediction fields' truth of a training sample."""
+        """Training target for ``Solver.fit``: the prediction fields' truth of a training sample, plus the
+        ``training_fields`` the dataset has."""
         t = self.truth(ds, i, group)
-        return {p.name: t[p.name] for p in self.predictions}
+        out = {p.name: t[p.name] for p in self.predictions}
+        if self.training_fields:
+            g = group if group is not None else ds.group(i)
+            out.update({k: np.asarray(g[k][...]) for k in self.training_fields if k in ds.manifest["schema"]})
+        return out
 
     # ------------------------------------------------------------------------------------ checks
     def validate(self, pred: Any, truth: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
@@ -471,6 +479,7 @@ EIT = Task(
     truth_fields=("dsigma",),
     make_truth=_eit_truth_with_background,
     adapt_prediction=_eit_adapt,
+    training_fields=("potential",),    # the stage-1 target of CNN-PINN (interior potential per pattern)
     max_time_budget_s=600.0,
 )
 

@@ -71,9 +71,6 @@ Parameters that must reach the solver from the dataset config (protocol, electro
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -85,7 +82,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phantombench.solvers.base import Solver, progress_bar
+from phantombench.solvers.base import Solver
+from phantombench.solvers.training import (Budget, Checkpoint, Fingerprint, Precision, Trainer, fingerprint,
+                                             seed_everything, tag_hash, torch_threads)
 
 __all__ = ["CNNPINN", "UNet", "Stage1", "SigmaMLP", "PINNGeometry", "P3_WEIGHTS", "fd_derivatives",
            "pde_residual", "p3_loss_terms", "downsample_potential", "pinn_geometry", "fit_sigma"]
@@ -387,26 +386,22 @@ def sigma_on_grid(net: SigmaMLP, shape: tuple[int, int], radius_scaled: float = 
 
 
 # =========================================================================================== the solver
-def _dataset_id(cases) -> str:
-    ds = getattr(cases, "dataset", None)
-    if ds is not None:
-        m = ds.manifest
-        return f"{m['name']}@{m['version']}-{m['content_hash'][:12]}"
-    ids = getattr(cases, "dataset_ids", None)
-    if ids:
-        return "+".join(ids)
-    return "unknown"
+STAGE1_KEYS = ("image_size", "width", "depth", "stage1_epochs", "batch_size", "stage1_lr")
 
 
-def _training_potential(cases, k: int, target: dict[str, Any]) -> np.ndarray:
-    """The stage-1 target of training case k: ``potential`` from the target dict if the task provides it,
-    otherwise read from the training dataset (training truth, allowed in ``fit``)."""
-    if "potential" in target:
-        return np.asarray(target["potential"])
-    if hasattr(cases, "potential"):
-        return np.asarray(cases.potential(k))
-    ds, i = cases.dataset, cases.indices[k]
-    return np.asarray(ds.group(i)["potential"][...])
+def training_potential(target: dict[str, Any]) -> np.ndarray:
+    """The stage-1 target of a training case: the ``potential`` entry of its target (the interior potential of
+    every pattern, training truth that the ``eit`` task hands to ``fit`` only)."""
+    if "potential" not in target:
+        raise ValueError("cnn-pinn: the training targets carry no 'potential' (P, n, n) field; stage 1 is "
+                         "supervised on the interior potential, which the eit task's training targets include")
+    return np.asarray(target["potential"])
+
+
+def _history_lists(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Trainer records (one per epoch) as the stage-1 history: epoch (from 0), train/val loss, time."""
+    return {"epoch": [r["step"] - 1 for r in records], "train_loss": [r["train_loss"] for r in records],
+            "val_loss": [r["val_loss"] for r in records], "time_s": [r["seconds"] for r in records]}
 
 
 class CNNPINN(Solver):
@@ -431,26 +426,14 @@ class CNNPINN(Solver):
         self.trained_on: str | None = None
         self.last_history: dict[str, list[float]] | None = None
         self.last_potential: np.ndarray | None = None
+        self._prec: Precision | None = None
 
     # ------------------------------------------------------------------ helpers
     def _threads(self):
         """Context: torch's CPU intra-op threads set to the ``threads`` parameter (0 = leave torch's choice).
         Default 1: these networks are small, and on a shared 2-core machine two threads ran the PINN epoch 20x
         slower than one (1.9 s against 0.09 s, measured under load)."""
-        import contextlib
-
-        n = int(self.params["threads"])
-
-        @contextlib.contextmanager
-        def ctx():
-            old = torch.get_num_threads()
-            if n > 0:
-                torch.set_num_threads(n)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(old)
-        return ctx()
+        return torch_threads(int(self.params["threads"]))
 
     def _cfg(self, observation) -> dict[str, Any]:
         from phantombench.solvers.eit_classical import eit_config
@@ -465,29 +448,34 @@ class CNNPINN(Solver):
         X, Y = disk_grid(1.0, n, n).centres()
         return np.stack([X, Y, (X ** 2 + Y ** 2 < 1.0).astype(np.float64)]).astype(np.float32)
 
+    def _precision(self, device) -> Precision:
+        return Precision(self.params["amp"], device, allowed=("off", "bf16"))
+
     def _stage1(self, dv: torch.Tensor) -> torch.Tensor:
         """Stage-1 forward, under bfloat16 autocast when ``amp="bf16"``; float32 out."""
-        amp = str(self.params["amp"])
-        if amp not in ("off", "bf16"):
-            raise ValueError(f"amp must be 'off' or 'bf16' (got {amp!r})")
-        with torch.autocast(dv.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        if self._prec is None or self._prec.device_type != dv.device.type:
+            self._prec = self._precision(dv.device)
+        with self._prec.autocast():
             return self.stage1(dv).float()
 
     def build_stage1(self, n_meas: int, n_patterns: int) -> Stage1:
         n = int(self.params["image_size"])
-        torch.manual_seed(self.seed)
+        seed_everything(self.seed)
         return Stage1(n_meas, n_patterns, n, self._coords(n), int(self.params["width"]),
                       int(self.params["depth"])).to(self.device)
 
-    def checkpoint_path(self, dataset_id: str) -> Path:
-        root = self.params.get("checkpoint_dir") or os.environ.get("PHANTOMBENCH_CHECKPOINTS") or \
-            Path.home() / ".cache" / "phantombench" / "checkpoints"
-        keys = ("image_size", "width", "depth", "stage1_epochs", "batch_size", "stage1_lr")
-        blob = {k: self.params[k] for k in keys} | {"seed": self.seed, "v": self.version}
+    def _tag(self, data: dict[str, str]) -> dict[str, Any]:
+        blob = {k: self.params[k] for k in STAGE1_KEYS} | {"seed": self.seed, "v": self.version}
         if self.params["amp"] != "off":  # (float32 runs keep the tags they had before the option existed)
             blob["amp"] = self.params["amp"]
-        tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:10]
-        safe = "".join(c if c.isalnum() or c in "._-@+" else "-" for c in dataset_id)
+        return {"data": data, "params": blob}
+
+    def checkpoint_path(self, data_id: str) -> Path:
+        """The stage-1 checkpoint of training data ``data_id`` (see :meth:`fit`) under these parameters."""
+        root = self.params.get("checkpoint_dir") or os.environ.get("PHANTOMBENCH_CHECKPOINTS") or \
+            Path.home() / ".cache" / "phantombench" / "checkpoints"
+        tag = tag_hash(self._tag({})["params"], 10)
+        safe = "".join(c if c.isalnum() or c in "._-@+" else "-" for c in data_id)
         return Path(root) / f"cnn-pinn-stage1__{safe}__{tag}.pt"
 
     def predict_potential(self, dv: np.ndarray) -> np.ndarray:
@@ -504,80 +492,69 @@ class CNNPINN(Solver):
 
     # ------------------------------------------------------------------ stage 1 training
     def fit(self, train, val) -> None:
+        """Stage 1 on the training split (``(observation, target)`` pairs; targets carry ``potential``).
+
+        The checkpoint is tagged with the content fingerprints of both splits and the stage-1 parameters:
+        an interrupted fit resumes, a finished one is reused without training."""
         with self._threads():
             self._fit(train, val)
 
     def _fit(self, train, val) -> None:
         n = int(self.params["image_size"])
-        did = _dataset_id(train)
-        path = self.checkpoint_path(did)
-        state = torch.load(path, map_location=self.device, weights_only=False) if path.exists() else None
-        if state is not None and state.get("complete"):
-            self._load_state(state)
-            return
-        dv_tr, U_tr, m_tr = self._collect(train, n)
-        dv_va, U_va, m_va = self._collect(val, n) if len(val) else (dv_tr[:0], U_tr[:0], m_tr[:0])
+        (dv_tr, U_tr, m_tr), fp_tr = self._collect(train, n)
+        (dv_va, U_va, m_va), fp_va = self._collect(val, n) if len(val) else (
+            (dv_tr[:0], U_tr[:0], m_tr[:0]), fingerprint([]))
+        did = f"{fp_tr[:12]}-{fp_va[:12]}"
         P, M = U_tr.shape[1], dv_tr.shape[1]
         mask_all = m_tr.all(axis=0)
         U_mean = np.where(mask_all[None], (U_tr * m_tr[:, None]).sum(0) / np.maximum(m_tr.sum(0), 1)[None], 0.0)
         resid = (U_tr - U_mean[None])[:, :, mask_all]
         self.norm = {"dv_scale": float(np.sqrt(np.mean(dv_tr ** 2))) or 1.0, "U_mean": U_mean,
                      "U_std": float(resid.std()) or 1.0, "mask": mask_all, "n_meas": M, "n_patterns": P}
+        precision = self._precision(self.device)
         self.stage1 = self.build_stage1(M, P)
-        opt = torch.optim.Adam(self.stage1.parameters(), lr=float(self.params["stage1_lr"]))
-        hist = {"epoch": [], "train_loss": [], "val_loss": [], "time_s": []}
-        best = (math.inf, None)
-        start_epoch = 0
-        if state is not None:  # resume an interrupted run
-            self.stage1.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            hist = state["history"]
-            start_epoch = state["epoch"] + 1
-            best = (state["best_val"], state["best_model"])
         to = lambda a: torch.as_tensor(np.array(a, dtype=np.float32), device=self.device)  # noqa: E731
-        Xtr = to(dv_tr / self.norm["dv_scale"])
-        Ytr = to((U_tr - U_mean[None]) / self.norm["U_std"])
-        Mtr = to(np.broadcast_to(m_tr[:, None] & mask_all[None, None], U_tr.shape))
-        Xva = to(dv_va / self.norm["dv_scale"])
-        Yva = to((U_va - U_mean[None]) / self.norm["U_std"])
-        Mva = to(np.broadcast_to(m_va[:, None] & mask_all[None, None], U_va.shape))
+
+        def tensors(dv, U, m):
+            return (to(dv / self.norm["dv_scale"]), to((U - U_mean[None]) / self.norm["U_std"]),
+                    to(np.broadcast_to(m[:, None] & mask_all[None, None], U.shape)))
+
+        extra = (lambda: {"norm": self.norm, "data_id": did, "params": dict(self.params)}, lambda _: None)
+        ckpt = Checkpoint(self.checkpoint_path(did), self._tag({"train": fp_tr, "val": fp_va}), extra=extra)
+        res = self._train(tensors(dv_tr, U_tr, m_tr), tensors(dv_va, U_va, m_va), ckpt, precision)
+        self.fit_history = _history_lists(res.history)
+        self.trained_on = did
+
+    def _train(self, train, val, ckpt: Checkpoint, precision: Precision):
+        """Adam on the masked MSE, one epoch of shuffled mini-batches per unit (batches of one skipped), validated
+        every epoch; the budget is ``stage1_epochs`` epochs or ``fit_time_s`` seconds."""
+        Xtr, Ytr, Mtr = train
         gen = torch.Generator().manual_seed(self.seed)
         bs = int(self.params["batch_size"])
-        t0 = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
-        epochs = int(self.params["stage1_epochs"])
-        with progress_bar("cnn-pinn stage 1", bool(self.params["progress"])) as prog:
-            tid = prog.add_task("fit", total=epochs, completed=start_epoch, info="") if prog is not None else None
-            for ep in range(start_epoch, epochs):
-                self.stage1.train()
-                perm = torch.randperm(len(Xtr), generator=gen)
-                tot, cnt = 0.0, 0
-                for b0 in range(0, len(perm), bs):
-                    ib = perm[b0:b0 + bs]
-                    if len(ib) < 2:
-                        continue
-                    opt.zero_grad(set_to_none=True)
-                    loss = _masked_mse(self._stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
-                    loss.backward()
-                    opt.step()
-                    tot += loss.item() * len(ib)
-                    cnt += len(ib)
-                vl = self._val_loss(Xva, Yva, Mva) if len(Xva) else tot / max(cnt, 1)
-                hist["epoch"].append(ep)
-                hist["train_loss"].append(tot / max(cnt, 1))
-                hist["val_loss"].append(vl)
-                hist["time_s"].append(time.perf_counter() - t0)
-                if vl < best[0]:
-                    best = (vl, {k: v.detach().clone() for k, v in self.stage1.state_dict().items()})
-                self._save(path, did, opt, hist, ep, best, complete=False)
-                if prog is not None:
-                    prog.update(tid, advance=1, info=f"val loss {vl:.4f}")
-                if time.perf_counter() - t0 > float(self.params["fit_time_s"]):
-                    break
-        if best[1] is not None:
-            self.stage1.load_state_dict(best[1])
-        self.fit_history = hist
-        self.trained_on = did
-        self._save(path, did, opt, hist, hist["epoch"][-1] if hist["epoch"] else -1, best, complete=True)
+
+        def epoch(trainer, step) -> float:
+            self.stage1.train()
+            perm = torch.randperm(len(Xtr), generator=gen)
+            tot, cnt = 0.0, 0
+            for b0 in range(0, len(perm), bs):
+                ib = perm[b0:b0 + bs]
+                if len(ib) < 2:
+                    continue
+                loss = _masked_mse(self._stage1(Xtr[ib]), Ytr[ib], Mtr[ib])
+                trainer.optimise(loss)
+                tot += loss.item() * len(ib)
+                cnt += len(ib)
+            return tot / max(cnt, 1)
+
+        def evaluate(train_loss: float) -> dict[str, float]:
+            return {"val_loss": self._val_loss(*val) if len(val[0]) else train_loss}
+
+        opt = torch.optim.Adam(self.stage1.parameters(), lr=float(self.params["stage1_lr"]))
+        budget = Budget(int(self.params["stage1_epochs"]), float(self.params["fit_time_s"]))
+        trainer = Trainer(self.stage1, [opt], budget, step=epoch, evaluate=evaluate, checkpoint=ckpt,
+                          rngs={"shuffle": gen}, precision=precision, unit="epoch",
+                          progress="cnn-pinn stage 1" if self.params["progress"] else None)
+        return trainer.run()
 
     def _val_loss(self, X, Y, Mk) -> float:
         self.stage1.eval()
@@ -588,36 +565,26 @@ class CNNPINN(Solver):
                     len(X[b0:b0 + 64])
         return tot / len(X)
 
-    def _collect(self, cases, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _collect(self, cases, n: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], str]:
+        """(dv, potential images, masks) of a split at n x n, and the split's content fingerprint."""
         dvs, Us, ms = [], [], []
-        for k in range(len(cases)):
-            obs, target = cases[k]
-            pot = _training_potential(cases, k, target)
-            U, m = downsample_potential(pot, n)
+        fp = Fingerprint()
+        for obs, target in cases:
+            fp.add(obs, target)
+            U, m = downsample_potential(training_potential(target), n)
             dvs.append(np.asarray(obs["dv"], dtype=np.float64))
             Us.append(U)
             ms.append(m)
-        return np.array(dvs), np.array(Us), np.array(ms)
-
-    def _save(self, path: Path, did: str, opt, hist, epoch: int, best, complete: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"model": self.stage1.state_dict(), "optimizer": opt.state_dict(), "norm": self.norm,
-                 "history": hist, "epoch": epoch, "best_val": best[0], "best_model": best[1],
-                 "dataset_id": did, "params": self.params, "seed": self.seed, "version": self.version,
-                 "complete": complete}
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.norm = state["norm"]
-        self.stage1 = self.build_stage1(int(self.norm["n_meas"]), int(self.norm["n_patterns"]))
-        self.stage1.load_state_dict(state["best_model"] or state["model"])
-        self.fit_history = state["history"]
-        self.trained_on = state["dataset_id"]
+        return (np.array(dvs), np.array(Us), np.array(ms)), fp.hexdigest()
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        self._load_state(torch.load(path, map_location=self.device, weights_only=False))
+        """Load stage 1 (its best weights) from a checkpoint written by :meth:`fit`."""
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        self.norm = st["extra"]["norm"]
+        self.stage1 = self.build_stage1(int(self.norm["n_meas"]), int(self.norm["n_patterns"]))
+        self.stage1.load_state_dict((st["best_state"] or st["state"])["model"])
+        self.fit_history = _history_lists(st["history"])
+        self.trained_on = st["extra"]["data_id"]
 
     # ------------------------------------------------------------------ stage 2 per case
     def solve(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -138,10 +138,26 @@ def small_data(tmp_path_factory):
     return open_dataset(root / "d")
 
 
+def Cases(task, ds, indices):
+    """A split as fit() receives it: a sequence of (observation, target) pairs; eit targets carry `potential`."""
+    return [(task.observation(ds, i), task.target(ds, i)) for i in indices]
+
+
+def test_training_targets_carry_the_potential_and_observations_do_not(small_data):
+    ds = small_data
+    i = ds.split("train")[0]
+    obs, target = Cases(TASK, ds, [i])[0]
+    assert "potential" not in obs and set(target) == {"dsigma", "potential"}
+    np.testing.assert_array_equal(target["potential"], ds.group(i)["potential"][...])
+    assert "potential" not in TASK.truth(ds, i)
+    with pytest.raises(ValueError, match="potential"):
+        cp.training_potential({"dsigma": target["dsigma"]})
+
+
 def test_smoke_training_lowers_loss_and_improves_the_potential(small_data, tmp_path):
     """Stage 1: the training loss falls and the held-out potential error beats the untrained network's.
     Stage 2: the PINN's objective falls."""
-    from phantombench.solvers.base import Cases
+    from phantombench.solvers.training import fingerprint
 
     torch.set_num_threads(1)
     ds = small_data
@@ -169,14 +185,17 @@ def test_smoke_training_lowers_loss_and_improves_the_potential(small_data, tmp_p
     untrained.norm = s.norm
     untrained.stage1 = untrained.build_stage1(s.norm["n_meas"], s.norm["n_patterns"])
     assert trained < 0.8 * pot_error(untrained), (trained, pot_error(untrained))
-    # checkpoint: saved with the dataset id, complete, and reloaded without training
-    path = s.checkpoint_path(f"{ds.manifest['name']}@{ds.manifest['version']}-{ds.manifest['content_hash'][:12]}")
+    # checkpoint: tagged with the fingerprints of the training data, and reused without training
+    path = s.checkpoint_path(s.trained_on)
     state = torch.load(path, weights_only=False)
-    assert state["complete"] and state["dataset_id"].startswith("eit/cnn-pinn-case1@")
+    assert state["step"] == 12 and state["tag"]["data"] == {"train": fingerprint(tr), "val": fingerprint(va)}
     again = cp.CNNPINN(TASK, params=params, seed=0)
     again.fit(tr, va)
     assert again.fit_history["train_loss"] == h["train_loss"]
     assert pot_error(again) == pytest.approx(trained)
+    loaded = cp.CNNPINN(TASK, params=params, seed=0)
+    loaded.load_checkpoint(path)
+    assert loaded.trained_on == s.trained_on and pot_error(loaded) == pytest.approx(trained)
     # stage 2 on one case
     obs = TASK.observation(ds, test[0])
     out = s.solve(obs)["dsigma"]
@@ -189,8 +208,6 @@ def test_smoke_training_lowers_loss_and_improves_the_potential(small_data, tmp_p
 
 
 def test_bf16_stage1_trains_and_keeps_its_own_checkpoint(small_data, tmp_path):
-    from phantombench.solvers.base import Cases
-
     torch.set_num_threads(1)
     ds = small_data
     base = {"image_size": 32, "width": 4, "depth": 3, "stage1_epochs": 6, "batch_size": 8,
@@ -200,7 +217,7 @@ def test_bf16_stage1_trains_and_keeps_its_own_checkpoint(small_data, tmp_path):
     s.fit(tr, va)
     h = s.fit_history["train_loss"]
     assert h[-1] < 0.7 * h[0], h
-    did = "eit/x@1-abc"
+    did = "0123456789ab-ba9876543210"
     assert s.checkpoint_path(did) != cp.CNNPINN(TASK, params=base, seed=0).checkpoint_path(did)
     Up = s.predict_potential(TASK.observation(ds, ds.split("test")[0])["dv"])
     assert Up.dtype == np.float64 and np.isfinite(Up).all()
