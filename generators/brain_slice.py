@@ -1,20 +1,34 @@
 """Generator ``brain-slice``: quasi-static plane-stress elastography of a coronal brain slice (P1, El-UNet).
 
-Pipeline per sample: MNI152 coronal label slice -> (optional smooth random perturbation, stiff
-inclusions painted into the label image) -> conforming gmsh mesh -> DOLFINx plane-stress solve ->
-fields on the 142 x 100 grid (natural-neighbour or exact FE evaluation) plus the mesh itself.
+Pipeline per sample (:meth:`BrainSlice.sample`), one short function per stage:
+
+    draw_phantom  MNI152 coronal label slice, region materials, stiff inclusions painted into the label
+                  image, the top load                                   (anatomy: meshes/anatomy)
+    mesh_phantom  conforming gmsh mesh of the rectangle, optionally with smoothly perturbed interfaces
+                                                                        (meshes/labelmesh.py)
+    solve         DOLFINx plane-stress solve                            (generators/elasticity.py)
+    rasterise     fields on the 142 x 100 grid: natural-neighbour (Sibson) or exact FE evaluation, cellwise
+                  materials and labels                                  (generators/raster.py)
+    observe       Gaussian strain noise                                 (generators/noise.py)
+    attributes    load, materials, mesh quality, equilibrium checks
+
+Presets and the dataset card are data: ``generators/presets/brain-slice.json``, ``generators/cards/brain-slice.md``.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from phantombench.generators.assets import card_text, load_presets
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
+from phantombench.meshes.anatomy import BACKGROUND, GRAY, WHITE
 
-BACKGROUND, GRAY, WHITE, INCLUSION = 0, 1, 2, 3
+INCLUSION = WHITE + 1  # the label of stiff inclusions painted into the slice
 REGION_NAMES = {BACKGROUND: "background", GRAY: "gray matter", WHITE: "white matter", INCLUSION: "inclusion"}
 
 
@@ -69,16 +83,9 @@ class BrainSliceConfig(GeneratorConfig):
         return self
 
 
-_ELUNET = dict(E_gray=1500.0, E_white=2000.0, nu_background=0.35, nu_gray=0.40, nu_white=0.45)
+PRESETS: dict[str, dict[str, Any]] = load_presets("brain-slice")
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "elunet-soft": dict(_ELUNET, E_background=1000.0, traction=33.0, slice_index=6),
-    "elunet-stiff": dict(_ELUNET, E_background=5000.0, traction=53.0, slice_index=6),
-    "elunet-noisy": dict(_ELUNET, E_background=1000.0, traction=33.0, slice_index=6, strain_noise=0.10),
-    "random": dict(slice_index=None, perturb_amplitude=0.003, random_materials=True, n_inclusions=(0, 2),
-                   max_nominal_strain=(0.005, 0.04), strain_noise=0.0),
-}
-
+NODAL_FIELDS = ("ux", "uy", "exx", "eyy", "exy", "sxx", "syy", "sxy")  # vertex values of the FE solution
 GRID_FIELDS = {
     "ux": ("m", "horizontal displacement"),
     "uy": ("m", "vertical displacement (y up; the top moves down under compression)"),
@@ -125,114 +132,176 @@ class BrainSlice(Generator):
         return s
 
     # -------------------------------------------------------------------------------- sampling
-    def _materials(self, cfg: BrainSliceConfig, rng: np.random.Generator) -> dict[int, tuple[float, float]]:
-        if not cfg.random_materials:
-            return {BACKGROUND: (cfg.E_background, cfg.nu_background), GRAY: (cfg.E_gray, cfg.nu_gray),
-                    WHITE: (cfg.E_white, cfg.nu_white)}
-        lo, hi = np.log(cfg.E_range)
-        return {r: (float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(*cfg.nu_range)))
-                for r in (BACKGROUND, GRAY, WHITE)}
-
     def sample(self, cfg: BrainSliceConfig, rng: np.random.Generator, index: int) -> Sample:
-        import time
-
-        from phantombench.generators import elasticity, raster
-        from phantombench.meshes.anatomy import load_brain_slices
-        from phantombench.meshes.labelmesh import mesh_label_image
-
+        """phantom -> mesh -> solve -> rasterise -> observe -> attributes (see the module docstring)."""
         t0 = time.perf_counter()
-        stack = load_brain_slices()
-        labels_all = stack.labels
-        k = cfg.slice_index if cfg.slice_index is not None else int(rng.integers(len(labels_all)))
-        if k >= len(labels_all):
-            raise ValueError(f"slice_index {k} out of range (anatomy has {len(labels_all)} slices)")
-        image = labels_all[k].copy()
-        mats = self._materials(cfg, rng)
-
-        # stiff inclusions are painted into the label image so that the mesh conforms to them
-        n_inc = int(rng.integers(cfg.n_inclusions[0], cfg.n_inclusions[1] + 1))
-        inclusions = []
-        if n_inc:
-            image, inclusions = _paint_inclusions(image, cfg, rng, n_inc)
-        if inclusions:
-            mats[INCLUSION] = (float(rng.uniform(*cfg.inclusion_E)), cfg.inclusion_nu)
-
-        if cfg.max_nominal_strain is not None:
-            e_min = min(E for E, _ in mats.values())
-            traction = float(rng.uniform(*cfg.max_nominal_strain) * e_min)
-        else:
-            traction = cfg.traction
-
-        perturb = rng if cfg.perturb_amplitude > 0 else None
-        mesh_res = mesh_label_image(image, cfg.width, cfg.height, brain_width_fraction=cfg.brain_width_fraction,
-                                    h_fine=cfg.h_fine, h_coarse=cfg.h_coarse, perturb=perturb,
-                                    perturb_amplitude=cfg.perturb_amplitude)
+        ph = draw_phantom(cfg, rng)
+        mesh = mesh_phantom(cfg, ph, rng)
         t_mesh = time.perf_counter()
-
-        cell_lab = np.asarray(mesh_res.cell_labels, dtype=np.int64)
-        E_tab = np.array([mats.get(r, mats[BACKGROUND])[0] for r in range(4)])
-        nu_tab = np.array([mats.get(r, mats[BACKGROUND])[1] for r in range(4)])
-        cell_E, cell_nu = E_tab[cell_lab], nu_tab[cell_lab]
-
-        sol = elasticity.solve_plane_stress(mesh_res, cell_E, cell_nu, traction, order=cfg.order)
+        fe = solve(cfg, ph, mesh)
         t_solve = time.perf_counter()
-
-        grid = raster.Grid.fit(0.0, cfg.width, 0.0, cfg.height, cfg.grid_h, cfg.grid_w, include_edges=True)
-        pts, cells = sol.vertices, sol.cells
-        nodal = sol.nodal_fields()
-        names = ["ux", "uy", "exx", "eyy", "exy", "sxx", "syy", "sxy"]
-        if cfg.raster == "sibson":
-            sib = raster.Sibson(pts, grid)
-            stacked = sib(np.column_stack([nodal[n] for n in names]))
-            fields = {n: stacked[j] for j, n in enumerate(names)}
-            mask = sib.inside
-        else:
-            fields = sol.fe_grid(grid)
-            mask = np.isfinite(fields["ux"])
-        cidx = raster.locate_cells(pts, cells, grid)
-        cell_lam = cell_E * cell_nu / (1 - cell_nu**2)
-        cell_mu = cell_E / (2 * (1 + cell_nu))
-        for n, v in (("E", cell_E), ("nu", cell_nu), ("lam", cell_lam), ("mu", cell_mu)):
-            fields[n] = raster.cell_to_grid(v, cidx)
-        lab_grid = raster.cell_to_grid(cell_lab.astype(float), cidx)
+        grid_fields = rasterise(cfg, fe)
         t_raster = time.perf_counter()
-
-        max_strain = float(max(np.nanmax(np.abs(fields[c])) for c in ("exx", "eyy", "exy")))
-        out: dict[str, np.ndarray] = {n: np.asarray(fields[n], dtype=np.float64) for n in GRID_FIELDS}
-        if cfg.strain_noise > 0:
-            for c in ("exx", "eyy", "exy"):
-                clean = out[c]
-                rms = float(np.sqrt(np.nanmean(clean**2)))
-                out[f"{c}_clean"] = clean
-                out[c] = clean + rng.normal(0.0, cfg.strain_noise * rms, clean.shape)
-        out["labels"] = np.nan_to_num(lab_grid, nan=0).astype(np.uint8)
-        out["mask"] = np.asarray(mask, dtype=bool)
-        out["mesh_points"] = np.asarray(pts, dtype=np.float64)
-        out["mesh_cells"] = np.asarray(cells, dtype=np.int64)
-        out["mesh_cell_labels"] = cell_lab.astype(np.uint8)
-        out["mesh_cell_E"] = cell_E.astype(np.float64)
-        out["mesh_cell_nu"] = cell_nu.astype(np.float64)
-        for n in names:
-            out[f"mesh_point_{n}"] = np.asarray(nodal[n], dtype=np.float64)
-        attrs = {
-            "slice_index": k,
-            "mni_y_mm": float(stack.y_mm[k]),
-            "traction_Pa": traction,
-            "materials": {REGION_NAMES[r]: {"E_Pa": E, "nu": nu} for r, (E, nu) in mats.items()},
-            "inclusions": inclusions,
-            "max_abs_strain": max_strain,
-            "mesh_quality": mesh_res.quality,
-            "element_order": cfg.order,
-            "grid_spacing_m": [grid.dy, grid.dx],
-            "top_traction_integral_N_per_m": sol.traction_top_integral(),
-            "bottom_reaction_N_per_m": sol.reaction_bottom(),
-            "seconds": {"mesh": round(t_mesh - t0, 4), "solve": round(t_solve - t_mesh, 4),
-                        "raster": round(t_raster - t_solve, 4)},
-        }
-        return Sample(out, attrs)
+        out = observe(cfg, grid_fields, rng)
+        out.update(mesh_fields(fe))
+        seconds = {"mesh": round(t_mesh - t0, 4), "solve": round(t_solve - t_mesh, 4),
+                   "raster": round(t_raster - t_solve, 4)}
+        return Sample(out, attributes(cfg, ph, mesh, fe, grid_fields, seconds))
 
     def card(self, cfg: BrainSliceConfig) -> str:
-        return CARD_NOTES
+        return card_text(self.name)
+
+
+# ------------------------------------------------------------------------------------ stages
+@dataclass
+class Phantom:
+    """One drawn brain slice: the label image to mesh, the materials per region, the load."""
+
+    slice_index: int
+    mni_y_mm: float
+    image: np.ndarray                                # (H, W) labels, inclusions painted in
+    materials: dict[int, tuple[float, float]]        # label -> (E [Pa], nu)
+    inclusions: list[dict[str, float]]
+    traction: float                                  # [Pa], > 0 compresses
+
+
+@dataclass
+class FESolution:
+    """The plane-stress solution with the per-cell data the later stages need (mesh cell order)."""
+
+    sol: Any                                         # elasticity.PlaneStressSolution
+    cell_labels: np.ndarray
+    cell_E: np.ndarray
+    cell_nu: np.ndarray
+    nodal: dict[str, np.ndarray]                     # vertex values of FIELD_NAMES
+
+
+def draw_phantom(cfg: BrainSliceConfig, rng: np.random.Generator) -> Phantom:
+    """Anatomy slice, region materials, inclusions (and their material) and the load, in that draw order."""
+    from phantombench.meshes.anatomy import load_brain_slices
+
+    stack = load_brain_slices()
+    k = cfg.slice_index if cfg.slice_index is not None else int(rng.integers(len(stack.labels)))
+    if k >= len(stack.labels):
+        raise ValueError(f"slice_index {k} out of range (anatomy has {len(stack.labels)} slices)")
+    image = stack.labels[k].copy()
+    mats = _draw_materials(cfg, rng)
+    # stiff inclusions are painted into the label image so that the mesh conforms to them
+    n_inc = int(rng.integers(cfg.n_inclusions[0], cfg.n_inclusions[1] + 1))
+    inclusions: list[dict[str, float]] = []
+    if n_inc:
+        image, inclusions = _paint_inclusions(image, cfg, rng, n_inc)
+    if inclusions:
+        mats[INCLUSION] = (float(rng.uniform(*cfg.inclusion_E)), cfg.inclusion_nu)
+    if cfg.max_nominal_strain is not None:
+        e_min = min(E for E, _ in mats.values())
+        traction = float(rng.uniform(*cfg.max_nominal_strain) * e_min)
+    else:
+        traction = cfg.traction
+    return Phantom(k, float(stack.y_mm[k]), image, mats, inclusions, traction)
+
+
+def _draw_materials(cfg: BrainSliceConfig, rng: np.random.Generator) -> dict[int, tuple[float, float]]:
+    """(E, nu) per region: the config's values, or E log-uniform and nu uniform in the configured ranges."""
+    if not cfg.random_materials:
+        return {BACKGROUND: (cfg.E_background, cfg.nu_background), GRAY: (cfg.E_gray, cfg.nu_gray),
+                WHITE: (cfg.E_white, cfg.nu_white)}
+    lo, hi = np.log(cfg.E_range)
+    return {r: (float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(*cfg.nu_range)))
+            for r in (BACKGROUND, GRAY, WHITE)}
+
+
+def mesh_phantom(cfg: BrainSliceConfig, ph: Phantom, rng: np.random.Generator):
+    """Conforming mesh of the rectangle with the slice embedded (interfaces perturbed if configured)."""
+    from phantombench.meshes.labelmesh import mesh_label_image
+
+    perturb = rng if cfg.perturb_amplitude > 0 else None
+    return mesh_label_image(ph.image, cfg.width, cfg.height, brain_width_fraction=cfg.brain_width_fraction,
+                            h_fine=cfg.h_fine, h_coarse=cfg.h_coarse, perturb=perturb,
+                            perturb_amplitude=cfg.perturb_amplitude)
+
+
+def solve(cfg: BrainSliceConfig, ph: Phantom, mesh) -> FESolution:
+    """Cellwise E and nu from the labels (regions without a material take the background's), then the solve."""
+    from phantombench.generators import elasticity
+
+    cell_lab = np.asarray(mesh.cell_labels, dtype=np.int64)
+    mats = ph.materials
+    E_tab = np.array([mats.get(r, mats[BACKGROUND])[0] for r in range(4)])
+    nu_tab = np.array([mats.get(r, mats[BACKGROUND])[1] for r in range(4)])
+    cell_E, cell_nu = E_tab[cell_lab], nu_tab[cell_lab]
+    sol = elasticity.solve_plane_stress(mesh, cell_E, cell_nu, ph.traction, order=cfg.order)
+    return FESolution(sol, cell_lab, cell_E, cell_nu, sol.nodal_fields())
+
+
+def rasterise(cfg: BrainSliceConfig, fe: FESolution) -> dict[str, Any]:
+    """Grid fields (Sibson from the vertex values, or exact FE), cellwise materials and labels, the mask."""
+    from phantombench.generators import raster
+
+    grid = raster.Grid.fit(0.0, cfg.width, 0.0, cfg.height, cfg.grid_h, cfg.grid_w, include_edges=True)
+    pts, cells = fe.sol.vertices, fe.sol.cells
+    if cfg.raster == "sibson":
+        sib = raster.Sibson(pts, grid)
+        stacked = sib(np.column_stack([fe.nodal[n] for n in NODAL_FIELDS]))
+        fields = {n: stacked[j] for j, n in enumerate(NODAL_FIELDS)}
+        mask = sib.inside
+    else:
+        fields = fe.sol.fe_grid(grid)
+        mask = np.isfinite(fields["ux"])
+    cidx = raster.locate_cells(pts, cells, grid)
+    cell_lam = fe.cell_E * fe.cell_nu / (1 - fe.cell_nu**2)
+    cell_mu = fe.cell_E / (2 * (1 + fe.cell_nu))
+    for n, v in (("E", fe.cell_E), ("nu", fe.cell_nu), ("lam", cell_lam), ("mu", cell_mu)):
+        fields[n] = raster.cell_to_grid(v, cidx)
+    return {"fields": fields, "labels": raster.cell_to_grid(fe.cell_labels.astype(float), cidx), "mask": mask,
+            "grid": grid}
+
+
+def observe(cfg: BrainSliceConfig, grid_fields: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The grid fields as stored; with ``strain_noise`` the strains are observed with noise (clean kept)."""
+    from phantombench.generators.noise import relative_gaussian
+
+    fields = grid_fields["fields"]
+    out: dict[str, np.ndarray] = {n: np.asarray(fields[n], dtype=np.float64) for n in GRID_FIELDS}
+    if cfg.strain_noise > 0:
+        for c in ("exx", "eyy", "exy"):
+            out[f"{c}_clean"] = out[c]
+            out[c] = relative_gaussian(out[c], cfg.strain_noise, rng)
+    out["labels"] = np.nan_to_num(grid_fields["labels"], nan=0).astype(np.uint8)
+    out["mask"] = np.asarray(grid_fields["mask"], dtype=bool)
+    return out
+
+
+def mesh_fields(fe: FESolution) -> dict[str, np.ndarray]:
+    """The FE mesh with its cell materials and vertex fields."""
+    out = {"mesh_points": np.asarray(fe.sol.vertices, dtype=np.float64),
+           "mesh_cells": np.asarray(fe.sol.cells, dtype=np.int64),
+           "mesh_cell_labels": fe.cell_labels.astype(np.uint8),
+           "mesh_cell_E": fe.cell_E.astype(np.float64),
+           "mesh_cell_nu": fe.cell_nu.astype(np.float64)}
+    for n in NODAL_FIELDS:
+        out[f"mesh_point_{n}"] = np.asarray(fe.nodal[n], dtype=np.float64)
+    return out
+
+
+def attributes(cfg: BrainSliceConfig, ph: Phantom, mesh, fe: FESolution, grid_fields: dict[str, Any],
+               seconds: dict[str, float]) -> dict[str, Any]:
+    """Per-sample attributes: anatomy, load, materials, inclusions, peak strain, mesh quality, equilibrium."""
+    fields, grid = grid_fields["fields"], grid_fields["grid"]
+    return {
+        "slice_index": ph.slice_index,
+        "mni_y_mm": ph.mni_y_mm,
+        "traction_Pa": ph.traction,
+        "materials": {REGION_NAMES[r]: {"E_Pa": E, "nu": nu} for r, (E, nu) in ph.materials.items()},
+        "inclusions": ph.inclusions,
+        "max_abs_strain": float(max(np.nanmax(np.abs(fields[c])) for c in ("exx", "eyy", "exy"))),
+        "mesh_quality": mesh.quality,
+        "element_order": cfg.order,
+        "grid_spacing_m": [grid.dy, grid.dx],
+        "top_traction_integral_N_per_m": fe.sol.traction_top_integral(),
+        "bottom_reaction_N_per_m": fe.sol.reaction_bottom(),
+        "seconds": seconds,
+    }
 
 
 def _paint_inclusions(image: np.ndarray, cfg: BrainSliceConfig, rng: np.random.Generator,
@@ -258,43 +327,3 @@ def _paint_inclusions(image: np.ndarray, cfg: BrainSliceConfig, rng: np.random.G
         img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r_px**2] = INCLUSION
         placed.append({"row_px": int(cy), "col_px": int(cx), "radius_m": float(r_px * scale)})
     return img, placed
-
-
-CARD_NOTES = """\
-## Physics
-
-2D plane stress, linear isotropic elasticity, static equilibrium without body force, solved with DOLFINx
-(Lagrange displacement of the order in the config, P2 by default from a convergence study; sparse
-Cholesky with MUMPS). E and nu are constant per region (DG0). Loads:
-uniform compressive normal traction on the top edge (`traction_Pa` in the sample attributes), frictionless bottom
-(u_y = 0 on y = 0, u_x free) with the rigid x-translation removed by pinning u_x at the bottom-left corner (its
-reaction is zero to solver precision), free sides. Plane-stress Lame parameters: mu = E / (2 (1 + nu)),
-lam = E nu / (1 - nu^2). Sign convention: tension positive, y up, so the top moves down (uy < 0) and eyy < 0.
-
-## Anatomy
-
-Coronal slices of the MNI ICBM152 2009a (symmetric) gray/white-matter probability maps, labelled by the larger
-probability; see `meshes/anatomy/LICENSE-MNI152.txt` for the template's notice. The slice is scaled uniformly to
-80 % of the rectangle width and centred in a hydrogel-like background; contours are smoothed before meshing.
-
-## Materials and the El-UNet discrepancy
-
-The `elunet-*` presets use the pairing of Poisson's ratios found in the El-UNet authors' released example data:
-background 0.35, gray matter 0.40, white matter 0.45 (E: white 2 kPa, gray 1.5 kPa, background 1 kPa soft /
-5 kPa stiff; top traction 33 Pa soft, 53 Pa stiff). The paper's printed Table 1 pairs them the other way round
-(white 0.35, gray 0.40, background 0.45); pass `--set nu_white=0.35 --set nu_background=0.45` for that variant.
-`elunet-noisy` adds Gaussian noise to the strain images: std = 10 % of each component's RMS over the grid; the
-noise-free strains are stored as `*_clean`.
-
-## From the mesh to the grid
-
-The grid spans the rectangle with pixel centres ON its edges (spacing width/(W-1), height/(H-1), as the
-El-UNet finite differences assume); row 0 is the top edge. Displacements are nodal values. Strains and stresses
-reach the vertices by averaging, for each vertex, the strain of every adjacent triangle evaluated at that vertex
-(exact per element), weighted by triangle area; each triangle's stress comes from its own material before
-averaging, so interface vertices carry an average of both sides. Vertex values are then interpolated by exact
-natural-neighbour (Sibson) interpolation (`raster = "sibson"`), which reproduces linear fields exactly; the
-alternative `raster = "fe"` evaluates the FE strain and stress exactly at each pixel centre inside its triangle.
-E, nu, lam, mu and labels are looked up in the triangle holding each pixel centre, so they take exactly the
-region values.
-"""

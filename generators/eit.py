@@ -1,10 +1,18 @@
 """Generator ``eit``: electrical impedance tomography on a disk with the complete electrode model (P3).
 
-Per sample: draw a conductivity phantom -> cell conductivities on the data mesh -> CEM solve of
-every current pattern from one factorisation (:mod:`phantombench.generators.cem`) -> electrode
-potentials, measurements ``v``, homogeneous reference ``v_ref``, ``dv_clean`` and the noisy ``dv``
--> ``sigma``, ``dsigma`` and the interior potential of every pattern on a grid over the disk,
-plus the mesh.
+Pipeline per sample (:meth:`EIT.sample`), one short function per stage:
+
+    draw_phantom      a conductivity phantom of the configured family   (generators/eit_phantoms.py)
+    solve_conforming  a disk mesh following the objects (meshes/disk.py), cell conductivities, CEM solves
+                      of the reference and the phantom, every pattern from one factorisation
+                      (generators/cem.py), raster weights                (generators/raster.py)
+    solve_fixed       (mesh_mode "fixed") the same on the config's shared mesh, cut cells averaged
+    observe           measurements ``v``, ``v_ref``, ``dv_clean`` and the noisy ``dv`` (generators/noise.py)
+    rasterise         ``sigma``, ``dsigma`` and the interior potential of every pattern on the grid
+    mesh_fields, attributes
+
+Presets and the dataset card (a format template) are data: ``generators/presets/eit.json``,
+``generators/cards/eit.md``.
 
 Public API for solvers (re-exported here):
   * :class:`CEMForward` -- forward operator and adjoint Jacobian on a mesh of the solver's choosing;
@@ -18,16 +26,19 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from phantombench.generators.assets import card_text, load_presets
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
 from phantombench.generators.cem import (CEMForward, CEMModel, Protocol, disk_grid, electrode_potentials,
                                          make_protocol)
 from phantombench.generators.eit_phantoms import sample_phantom
-from phantombench.meshes.disk import Electrodes, disk_mesh
+from phantombench.generators.noise import gaussian_at_snr_db
+from phantombench.meshes.disk import DiskMesh, Electrodes, disk_mesh
 
 __all__ = ["EIT", "EITConfig", "CEMForward", "CEMModel", "Protocol", "electrode_potentials",
            "forward_operator", "make_protocol", "disk_grid", "electrodes_from_config", "protocol_from_config"]
@@ -195,15 +206,7 @@ def _context(cfg: EITConfig) -> _Context:
 # --------------------------------------------------------------------------------------------
 # The generator
 # --------------------------------------------------------------------------------------------
-_P3 = dict(n_electrodes=16, protocol="trig-p3", measurement="adjacent", background=1.0, object_sigma=(2.0, 6.0),
-           snr_db=20.0, grid_size=128)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "cnn-pinn-case1": dict(_P3, phantom="one-circle"),
-    "cnn-pinn-case2": dict(_P3, phantom="two-circles"),
-    "cnn-pinn-case3": dict(_P3, phantom="circle-triangle"),
-    "random": dict(phantom="random", protocol="adjacent", snr_db=40.0, object_radius=(0.08, 0.3)),
-}
+PRESETS: dict[str, dict[str, Any]] = load_presets("eit")
 
 
 class EIT(Generator):
@@ -248,93 +251,20 @@ class EIT(Generator):
         return s
 
     def sample(self, cfg: EITConfig, rng: np.random.Generator, index: int) -> Sample:
-        from phantombench.generators.raster import Sibson, locate_cells
-
+        """phantom -> mesh -> solve -> observe (measurements, noise) -> rasterise -> attributes."""
         t0 = time.perf_counter()
         ctx = _context(cfg)
         T: dict[str, float] = {"setup_s": time.perf_counter() - t0}
-        ph = sample_phantom(cfg.phantom, rng, radius=cfg.radius, background=cfg.background,
-                            object_sigma=cfg.object_sigma, object_radius=cfg.object_radius, margin=cfg.margin,
-                            n_objects=cfg.n_objects, random_contrast=cfg.random_contrast,
-                            smooth_amplitude=cfg.smooth_amplitude)
-        prot = ctx.protocol
-        t1 = time.perf_counter()
-        if cfg.mesh_mode == "fixed":
-            mesh = ctx.mesh
-            sig_cells = ph.cell_average(mesh.points, mesh.cells, cfg.cell_subdivisions)
-            T["mesh_s"] = 0.0
-            t2 = time.perf_counter()
-            with ctx.lock:
-                model = ctx.model
-                model.set_conductivity(sig_cells)
-                U, u = model.solve(prot.currents)
-            U_ref = ctx.U_ref
-            cell_index, sib = ctx.cell_index, ctx.sib
-            T["solve_s"] = time.perf_counter() - t2
-        else:
-            mesh = disk_mesh(ctx.electrodes, cfg.mesh_size, cfg.electrode_mesh_size, grading=cfg.mesh_grading,
-                             inclusions=ph.polygons(cfg.mesh_size * cfg.radius))
-            sig_cells = ph.cell_values(mesh.points, mesh.cells, mesh.cell_region)
-            T["mesh_s"] = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            model = CEMModel(mesh, cfg.contact_impedance)
-            model.set_conductivity(cfg.background)
-            U_ref = model.electrode_potentials(prot.currents)
-            model.set_conductivity(sig_cells)
-            U, u = model.solve(prot.currents)
-            T["solve_s"] = time.perf_counter() - t2
-            t3 = time.perf_counter()
-            cell_index = locate_cells(mesh.points, mesh.cells, ctx.grid)
-            sib = Sibson(mesh.points, ctx.grid, mask=cell_index >= 0)
-            T["raster_weights_s"] = time.perf_counter() - t3
+        ph = draw_phantom(cfg, rng)
+        fw = solve_fixed(cfg, ctx, ph, T) if cfg.mesh_mode == "fixed" else solve_conforming(cfg, ctx, ph, T)
         t4 = time.perf_counter()
-        meas = prot.measure(U)
-        meas_ref = prot.measure(U_ref)
-        dV = meas - meas_ref
-        rms = float(np.sqrt(np.mean(dV ** 2))) if dV.size else 0.0
-        if cfg.snr_db is None:
-            noise_std = 0.0
-            dV_noisy = dV.copy()
-        else:
-            noise_std = rms * 10.0 ** (-cfg.snr_db / 20.0)
-            dV_noisy = dV + noise_std * rng.standard_normal(dV.shape)
-        mask = cell_index >= 0
-        sigma = np.where(mask, ph(ctx.X, ctx.Y), np.nan)
-        pot = sib(u.T)  # (P, H, W)
-        pot[:, ~mask] = np.nan
+        fields, noise = observe(cfg, ctx.protocol, fw, rng)
+        fields.update(rasterise(cfg, ctx, ph, fw))
         T["raster_s"] = time.perf_counter() - t4
-        fields: dict[str, np.ndarray] = {
-            "electrode_potentials": U,
-            "v": meas,
-            "reference_electrode_potentials": np.array(U_ref, copy=True),
-            "v_ref": meas_ref,
-            "dv_clean": dV,
-            "dv": dV_noisy,
-            "currents": prot.currents.copy(),
-            "sigma": sigma,
-            "dsigma": sigma - cfg.background,
-            "mask": mask,
-            "potential": pot.astype(np.float32),
-        }
         if cfg.store_mesh:
-            fields.update({
-                "mesh_points": mesh.points.copy(),
-                "mesh_cells": mesh.cells.astype(np.int64),
-                "mesh_cell_sigma": sig_cells,
-                "mesh_point_potential": u.T.astype(np.float32),
-            })
+            fields.update(mesh_fields(fw))
         T["total_s"] = time.perf_counter() - t0
-        attrs = {
-            "phantom": {"family": cfg.phantom, **ph.as_dict()},
-            "noise_std_V": noise_std,
-            "dv_rms_V": rms,
-            "snr_db": cfg.snr_db,
-            "n_nodes": int(mesh.n_points),
-            "n_cells": int(mesh.n_cells),
-            "protocol": prot.name,
-            "timings": {k: round(v, 4) for k, v in T.items()},
-        }
-        return Sample(fields, attrs)
+        return Sample(fields, attributes(cfg, ctx.protocol, ph, fw, noise, T))
 
     def card(self, cfg: EITConfig) -> str:
         e = electrodes_from_config(cfg)
@@ -353,7 +283,7 @@ class EIT(Generator):
                f"dv = dv_clean + n, n ~ N(0, s^2) i.i.d. per measurement, s = rms(dv_clean) * 10^(-SNR/20) "
                f"with SNR = {cfg.snr_db:g} dB and the rms over the sample's measurements (so SNR = "
                f"20 log10(rms(dv_clean) / s)); the sample attributes record s (noise_std_V)")
-        return CARD.format(radius=cfg.radius, layout=layout, zs=zs, protocol=prot.name,
+        return card_text(self.name).format(radius=cfg.radius, layout=layout, zs=zs, protocol=prot.name,
                            protocol_desc=prot.description, P=prot.n_patterns, M=prot.n_measurements, snr=snr,
                            phantom=cfg.phantom, background=cfg.background, osig=cfg.object_sigma,
                            orad=cfg.object_radius, margin=cfg.margin, n=cfg.grid_size, mode=cfg.mesh_mode,
@@ -361,67 +291,97 @@ class EIT(Generator):
                            sub=cfg.cell_subdivisions)
 
 
-CARD = """\
-## Physics
+# --------------------------------------------------------------------------------------------
+# Stages of a sample
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Forward:
+    """The CEM solution of one sample on its mesh, and what rasterises it."""
 
-Two-dimensional complete electrode model (CEM) on a disk of radius {radius:g} m:
--div(sigma grad u) = 0 inside; on electrode l, u + z_l sigma du/dn = U_l and the integral of
-sigma du/dn over the electrode is the injected current I_l; no current between electrodes; ground
-sum_l U_l = 0. Units: sigma in S/m, potentials in V, currents in A per metre of out-of-plane depth
-("A" for a unit-thickness slab), contact impedance z in Ohm m^2. P1 finite elements assembled by
-DOLFINx, one sparse Cholesky factorisation (MUMPS) per conductivity, all patterns from it.
+    mesh: DiskMesh
+    sigma_cells: np.ndarray     # conductivity per triangle [S/m]
+    U: np.ndarray               # electrode potentials (patterns x L) [V]
+    u: np.ndarray               # nodal potentials (nodes x patterns) [V]
+    U_ref: np.ndarray           # electrode potentials of the homogeneous reference
+    cell_index: np.ndarray      # triangle holding each pixel centre (-1 outside)
+    sib: Any                    # raster.Sibson of the mesh nodes
 
-## Electrodes
 
-{layout}. Contact impedance {zs}. Electrode l sits at angle theta_l; positions in metres are
-R (cos theta_l, sin theta_l).
+def draw_phantom(cfg: EITConfig, rng: np.random.Generator):
+    """A conductivity phantom of the configured family (:mod:`phantombench.generators.eit_phantoms`)."""
+    return sample_phantom(cfg.phantom, rng, radius=cfg.radius, background=cfg.background,
+                          object_sigma=cfg.object_sigma, object_radius=cfg.object_radius, margin=cfg.margin,
+                          n_objects=cfg.n_objects, random_contrast=cfg.random_contrast,
+                          smooth_amplitude=cfg.smooth_amplitude)
 
-## Protocol
 
-`{protocol}`: {protocol_desc}. {P} current pattern(s), {M} measurements per sample (pattern-major
-order: all measurements of pattern 0, then pattern 1, ...). The `currents` field repeats the
-injection matrix in every sample.
+def solve_fixed(cfg: EITConfig, ctx: _Context, ph, T: dict[str, float]) -> Forward:
+    """The config's shared data mesh: cut cells take the geometric mean of the phantom; one solve."""
+    mesh = ctx.mesh
+    sig_cells = ph.cell_average(mesh.points, mesh.cells, cfg.cell_subdivisions)
+    T["mesh_s"] = 0.0
+    t2 = time.perf_counter()
+    with ctx.lock:
+        ctx.model.set_conductivity(sig_cells)
+        U, u = ctx.model.solve(ctx.protocol.currents)
+    T["solve_s"] = time.perf_counter() - t2
+    return Forward(mesh, sig_cells, U, u, ctx.U_ref, ctx.cell_index, ctx.sib)
 
-## Fields
 
-- `electrode_potentials` (patterns x L) and `v` (measurements), their homogeneous reference
-  `reference_electrode_potentials`, `v_ref` (sigma = {background:g} S/m everywhere, same mesh),
-  `dv_clean` = v - v_ref and the observed `dv`.
-- Noise: {snr}.
-- `sigma`: the exact phantom at the centres of a {n} x {n} grid tiling [-R, R]^2 (row 0 at the top,
-  largest y); `dsigma` = sigma - {background:g} S/m; `mask`: pixel centre inside the meshed disk;
-  NaN outside.
-- `potential`: interior potential of every pattern on the same grid, exact natural-neighbour
-  (Sibson) interpolation of the nodal FE values (the stage-1 target of P3).
-- `mesh_*`: the data mesh (vertices, triangles), the conductivity per triangle the FEM used and
-  the nodal potentials.
+def solve_conforming(cfg: EITConfig, ctx: _Context, ph, T: dict[str, float]) -> Forward:
+    """A mesh that follows the objects' boundaries; reference and phantom solves on it; raster weights."""
+    from phantombench.generators.raster import Sibson, locate_cells
 
-## Phantoms
+    t1 = time.perf_counter()
+    mesh = disk_mesh(ctx.electrodes, cfg.mesh_size, cfg.electrode_mesh_size, grading=cfg.mesh_grading,
+                     inclusions=ph.polygons(cfg.mesh_size * cfg.radius))
+    sig_cells = ph.cell_values(mesh.points, mesh.cells, mesh.cell_region)
+    T["mesh_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    model = CEMModel(mesh, cfg.contact_impedance)
+    model.set_conductivity(cfg.background)
+    U_ref = model.electrode_potentials(ctx.protocol.currents)
+    model.set_conductivity(sig_cells)
+    U, u = model.solve(ctx.protocol.currents)
+    T["solve_s"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    cell_index = locate_cells(mesh.points, mesh.cells, ctx.grid)
+    sib = Sibson(mesh.points, ctx.grid, mask=cell_index >= 0)
+    T["raster_weights_s"] = time.perf_counter() - t3
+    return Forward(mesh, sig_cells, U, u, U_ref, cell_index, sib)
 
-Family `{phantom}`; background {background:g} S/m. P3 families (`one-circle`, `two-circles`,
-`circle-triangle`): object conductivity uniform in {osig} S/m, circle radius (triangle:
-circumradius of an equilateral triangle, random rotation) uniform in {orad} x R, centres uniform
-over positions keeping a gap of {margin:g} R to the boundary and between objects. The paper
-(Yang et al. 2025) gives neither sizes, electrode width nor contact impedance; these are our
-choices. Its "four-electrode measurements" with the sin pattern are read as adjacent differences
-U[m+1] - U[m] of all 16 electrodes. Family `random`: 1-4 ellipses or star-shaped polygons,
-conductivity background x c with c log-uniform in the configured contrast range (conductive and
-resistive), and in half the samples a smooth background background x exp(sum of Gaussian bumps).
-Each sample's attributes list its objects exactly.
 
-## Numerics and accuracy
+def observe(cfg: EITConfig, prot: Protocol, fw: Forward,
+            rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Measurements of the phantom and of the reference, their difference and the noisy difference; and
+    the noise std and signal rms."""
+    meas = prot.measure(fw.U)
+    meas_ref = prot.measure(fw.U_ref)
+    dV = meas - meas_ref
+    dV_noisy, noise_std, rms = gaussian_at_snr_db(dV, cfg.snr_db, rng)
+    fields = {"electrode_potentials": fw.U, "v": meas,
+              "reference_electrode_potentials": np.array(fw.U_ref, copy=True), "v_ref": meas_ref,
+              "dv_clean": dV, "dv": dV_noisy, "currents": prot.currents.copy()}
+    return fields, {"noise_std_V": noise_std, "dv_rms_V": rms}
 
-Mesh mode `{mode}`: gmsh Delaunay mesh, size {h:g} R in the bulk, {he:g} R at electrode ends,
-growing over {g:g} R; nodes on every electrode end. `conforming` (default): one mesh per sample
-whose edges follow the objects' boundaries (curves as inscribed polygons with edges about the
-bulk size); object cells take the object's conductivity, background cells the background at
-their centroid. `fixed`: one mesh for the whole dataset, each triangle's conductivity the
-geometric mean of the phantom over {sub}^2 sub-triangle centroids; cut cells smear the
-boundaries, which moves dV by 1-5 % against a conforming mesh at the default size (conforming:
-below 1 % against a 4x finer conforming mesh).
-Verified against an independent semi-analytic CEM solution of the homogeneous disk (boundary
-panels, exact Fourier sums; tests/test_eit.py): at the default mesh (~8,900 nodes) the electrode
-potentials of the adjacent patterns agree to about 4e-3 (z = 0.01) and 3e-4 (z = 1) of their
-maximum, the 208 adjacent measurements to about 1e-3 and 3e-4; the error falls under refinement.
-Solvers must build their own (coarser) mesh: see `phantombench.generators.eit.forward_operator`.
-"""
+
+def rasterise(cfg: EITConfig, ctx: _Context, ph, fw: Forward) -> dict[str, np.ndarray]:
+    """The exact phantom at the pixel centres and the Sibson-interpolated potential of every pattern."""
+    mask = fw.cell_index >= 0
+    sigma = np.where(mask, ph(ctx.X, ctx.Y), np.nan)
+    pot = fw.sib(fw.u.T)  # (P, H, W)
+    pot[:, ~mask] = np.nan
+    return {"sigma": sigma, "dsigma": sigma - cfg.background, "mask": mask, "potential": pot.astype(np.float32)}
+
+
+def mesh_fields(fw: Forward) -> dict[str, np.ndarray]:
+    return {"mesh_points": fw.mesh.points.copy(), "mesh_cells": fw.mesh.cells.astype(np.int64),
+            "mesh_cell_sigma": fw.sigma_cells, "mesh_point_potential": fw.u.T.astype(np.float32)}
+
+
+def attributes(cfg: EITConfig, prot: Protocol, ph, fw: Forward, noise: dict[str, float],
+               T: dict[str, float]) -> dict[str, Any]:
+    return {"phantom": {"family": cfg.phantom, **ph.as_dict()}, **noise, "snr_db": cfg.snr_db, "n_nodes": int(fw.mesh.n_points), "n_cells": int(fw.mesh.n_cells),
+            "protocol": prot.name, "timings": {k: round(v, 4) for k, v in T.items()}}
+
+
