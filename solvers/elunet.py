@@ -3,7 +3,7 @@
 Per-sample physics-informed optimisers: each trains a fresh network on the one observation it is given, inside
 ``solve``, for ``train_time_s`` wall seconds (equal wall time per model, as in the paper), then returns the
 Young's modulus and Poisson's ratio maps. No ground truth is ever used; the reproduce script
-(:mod:`phantombench.reproduce`) scores the snapshots the solver keeps in :attr:`ElasticityPINN.last_history`.
+(:mod:`phantombench.papers.elunet`) scores the snapshots the solver keeps in :attr:`ElasticityPINN.last_history`.
 
 Models (``name`` on the leaderboard):
 
@@ -84,10 +84,8 @@ key ``"history"`` (the harness ignores keys that are not prediction fields).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +94,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from phantombench.solvers.base import Solver
+from phantombench.solvers.training import Budget, Checkpoint, TensorState, Trainer, TrainResult, seed_everything
 
 PAPER_WIDTH = 64
 PAPER_DEPTH = 5
@@ -436,107 +435,20 @@ class ElasticityPINN(Solver):
         p = self.params
         if int(p["threads"]) > 0:
             torch.set_num_threads(int(p["threads"]))
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed % 2**32)
+        seed_everything(self.seed)
         case = prepare_case(observation, self.device, torch.float32, str(p["lame_scale"]))
         net_params, self.weights = self.build(case)
         opt = torch.optim.Adam(net_params, lr=float(p["lr"]))
-        wopt = (torch.optim.Adam(list(self.weights.values()), lr=float(p.get("weight_lr", p["lr"])), maximize=True)
-                if self.weights else None)
+        opts = [opt] + ([torch.optim.Adam(list(self.weights.values()), lr=float(p.get("weight_lr", p["lr"])),
+                                          maximize=True)] if self.weights else [])
         train_time = min(float(p["train_time_s"]), max(1.0, float(self.time_budget_s) - self.setup_margin_s))
-        if p["clock"] not in ("wall", "cpu"):
-            raise ValueError(f"clock must be 'wall' or 'cpu' (got {p['clock']!r})")
-        clock = time.process_time if p["clock"] == "cpu" else time.perf_counter
-        max_epochs = int(p["max_epochs"])
-        n_snap = max(0, int(p["n_snapshots"]))
-        hist: dict[str, Any] = {"model": self.name, "epoch": [], "time_s": [], "loss": [], "loss_plain": [],
-                                "terms": {}, "snapshots": [], "train_time_s": train_time,
-                                "modulus_scale_Pa": case.modulus_scale, "device": self.device,
-                                "clock": p["clock"]}
-
-        def snapshot(epoch: int, t: float) -> None:
-            E, nu = self.predict(case)
-            hist["snapshots"].append({"epoch": epoch, "time_s": t, "E": E.astype(np.float32),
-                                      "nu": nu.astype(np.float32)})
-
-        # snapshot k at the fraction 10**(-2 + 2 k / n) of the budget: log-spaced, for curves on a log epoch axis
-        fracs = [10 ** (-2 + 2 * k / n_snap) for k in range(1, n_snap + 1)] if n_snap else []
-        ckpt = Path(p["checkpoint"]) if p["checkpoint"] else None
-        obs_sha = observation_sha256(observation)
-        next_snap = epoch = 0
-        resumed_at = 0.0
-        if ckpt is not None and ckpt.exists():
-            st = torch.load(ckpt, map_location=self.device, weights_only=False)
-            if st.get("solver") != self.name or st.get("observation_sha256") != obs_sha:
-                raise ValueError(f"checkpoint {ckpt} belongs to another solver or observation; delete it or pass "
-                                 "another checkpoint path")
-            for k, m in self.state_modules().items():
-                m.load_state_dict(st["modules"][k])
-            with torch.no_grad():
-                for k, w in self.weights.items():
-                    w.copy_(st["weights"][k])
-            opt.load_state_dict(st["opt"])
-            if wopt is not None:
-                wopt.load_state_dict(st["wopt"])
-            epoch, next_snap, resumed_at, hist = st["epoch"], st["next_snap"], st["elapsed"], st["history"]
-            hist["resumed_at_epoch"] = epoch
-        t0, w0 = clock() - resumed_at, time.perf_counter()
-        if n_snap and epoch == 0:
-            snapshot(0, 0.0)
-        last_save = resumed_at
-
-        def save(elapsed: float) -> None:
-            st = {"format": "phantombench-elunet-checkpoint/1", "solver": self.name, "version": self.version,
-                  "params": dict(p), "seed": self.seed, "observation_sha256": obs_sha,
-                  "modules": {k: m.state_dict() for k, m in self.state_modules().items()},
-                  "weights": {k: w.detach() for k, w in self.weights.items()}, "opt": opt.state_dict(),
-                  "wopt": wopt.state_dict() if wopt is not None else None, "epoch": epoch, "next_snap": next_snap,
-                  "elapsed": elapsed, "history": hist}
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save(st, tmp)
-            os.replace(tmp, ckpt)
-
-        while True:
-            elapsed = clock() - t0
-            if elapsed >= train_time or (max_epochs > 0 and epoch >= max_epochs):
-                break
-            opt.zero_grad(set_to_none=True)
-            if wopt is not None:
-                wopt.zero_grad(set_to_none=True)
-            terms = self.terms(case, self.weights)
-            loss = total_loss(terms, weighted=True)
-            if not torch.isfinite(loss):
-                hist["stopped"] = f"non-finite loss at epoch {epoch}"
-                break
-            loss.backward()
-            opt.step()
-            if wopt is not None:
-                wopt.step()
-            epoch += 1
-            t = clock() - t0
-            with torch.no_grad():
-                plain = float(total_loss(terms, weighted=False)) if self.weights else float(loss)
-            hist["epoch"].append(epoch)
-            hist["time_s"].append(t)
-            hist["loss"].append(float(loss.detach()))
-            hist["loss_plain"].append(plain)
-            if ckpt is not None and t - last_save >= float(p["checkpoint_every_s"]):
-                save(t)
-                last_save = t
-            if next_snap < len(fracs):
-                progress = max(epoch / max_epochs if max_epochs > 0 else 0.0, t / train_time)
-                if progress >= fracs[next_snap]:
-                    snapshot(epoch, t)
-                    while next_snap < len(fracs) and progress >= fracs[next_snap]:
-                        next_snap += 1
-        hist["epochs"] = epoch
-        hist["train_s"] = clock() - t0
-        hist["wall_train_s"] = time.perf_counter() - w0
-        if n_snap and (not hist["snapshots"] or hist["snapshots"][-1]["epoch"] != epoch):
-            snapshot(epoch, hist["train_s"])
-        if ckpt is not None:
-            save(hist["train_s"])
+        log = TrainingLog(self, case, train_time)
+        trainer = Trainer(self.state_modules(), opts, self._budget(train_time), loss=log.loss,
+                          checkpoint=self._checkpoint(observation, log), stateful={"weights": TensorState(self.weights)},
+                          on_step=log.on_step, on_end=log.on_end, unit="epoch")
+        log.start(trainer.restore())
+        trainer.run()
+        hist = log.hist
         final = self.terms(case, None)      # with autograd on: the PINN's equilibrium needs it
         hist["terms"] = {name: float(torch.mean(r.detach() ** 2)) for name, r, _ in final}
         if self.weights:
@@ -547,6 +459,91 @@ class ElasticityPINN(Solver):
         if p["return_history"]:
             out["history"] = hist
         return out
+
+    def _budget(self, train_time: float) -> Budget:
+        """``train_time`` seconds of the budget clock over every resumed run, and at most ``max_epochs``."""
+        max_epochs = int(self.params["max_epochs"])
+        return Budget(max_epochs if max_epochs > 0 else None, train_time, str(self.params["clock"]), cumulative=True)
+
+    def _checkpoint(self, observation: dict[str, Any], log: TrainingLog) -> Checkpoint | None:
+        """The ``checkpoint`` file (if set), tagged with the solver, the observation and the parameters that shape
+        the optimisation (not the budget): another observation's file is refused."""
+        p = self.params
+        if not p["checkpoint"]:
+            return None
+        tag = {"solver": self.name, "version": self.version, "observation_sha256": observation_sha256(observation),
+               "seed": self.seed, "params": {k: p[k] for k in _TAG_PARAMS if k in p}}
+        return Checkpoint(p["checkpoint"], tag, on_mismatch="error", every_s=float(p["checkpoint_every_s"]),
+                          extra=(log.state, log.load))
+
+
+_TAG_PARAMS = ("lr", "lame_scale", "init", "width", "depth", "weight_lr", "amp", "hidden", "layers")
+
+
+class TrainingLog:
+    """What a per-sample run records (``ElasticityPINN.last_history``): per-epoch time, objective and plain
+    (unweighted) loss, and (E, nu) snapshots at ``n_snapshots`` log-spaced fractions (1 % to 100 %) of the budget,
+    plus the untrained network at epoch 0 and the final one. It also supplies the trainer's loss."""
+
+    def __init__(self, solver: ElasticityPINN, case: Case, train_time: float):
+        p = solver.params
+        self.solver, self.case, self.train_time = solver, case, train_time
+        self.max_epochs, n_snap = int(p["max_epochs"]), max(0, int(p["n_snapshots"]))
+        # snapshot k at the fraction 10**(-2 + 2 k / n) of the budget: log-spaced, for curves on a log epoch axis
+        self.fracs = [10 ** (-2 + 2 * k / n_snap) for k in range(1, n_snap + 1)] if n_snap else []
+        self.next_snap, self.terms, self.w0 = 0, None, time.perf_counter()
+        self.hist: dict[str, Any] = {"model": solver.name, "epoch": [], "time_s": [], "loss": [], "loss_plain": [],
+                                     "terms": {}, "snapshots": [], "train_time_s": train_time,
+                                     "modulus_scale_Pa": case.modulus_scale, "device": solver.device,
+                                     "clock": p["clock"]}
+
+    def state(self) -> dict[str, Any]:
+        return {"next_snap": self.next_snap, "history": self.hist}
+
+    def load(self, st: dict[str, Any]) -> None:
+        self.next_snap, self.hist = st["next_snap"], st["history"]
+
+    def start(self, resumed_at_epoch: int) -> None:
+        """After the trainer's restore: mark a resume, or snapshot the untrained network."""
+        self.w0 = time.perf_counter()
+        if resumed_at_epoch:
+            self.hist["resumed_at_epoch"] = resumed_at_epoch
+        elif self.fracs:
+            self.snapshot(0, 0.0)
+
+    def snapshot(self, epoch: int, t: float) -> None:
+        E, nu = self.solver.predict(self.case)
+        self.hist["snapshots"].append({"epoch": epoch, "time_s": t, "E": E.astype(np.float32),
+                                       "nu": nu.astype(np.float32)})
+
+    def loss(self, step: int) -> torch.Tensor:
+        self.terms = self.solver.terms(self.case, self.solver.weights)
+        return total_loss(self.terms, weighted=True)
+
+    def on_step(self, epoch: int, t: float, loss: float) -> None:
+        with torch.no_grad():
+            plain = float(total_loss(self.terms, weighted=False)) if self.solver.weights else loss
+        h = self.hist
+        h["epoch"].append(epoch)
+        h["time_s"].append(t)
+        h["loss"].append(loss)
+        h["loss_plain"].append(plain)
+        if self.next_snap < len(self.fracs):
+            progress = max(epoch / self.max_epochs if self.max_epochs > 0 else 0.0, t / self.train_time)
+            if progress >= self.fracs[self.next_snap]:
+                self.snapshot(epoch, t)
+                while self.next_snap < len(self.fracs) and progress >= self.fracs[self.next_snap]:
+                    self.next_snap += 1
+
+    def on_end(self, res: TrainResult) -> None:
+        h = self.hist
+        if res.stopped not in (None, "time"):
+            h["stopped"] = res.stopped
+        h["epochs"] = res.steps
+        h["train_s"] = res.seconds
+        h["wall_train_s"] = time.perf_counter() - self.w0
+        if self.fracs and (not h["snapshots"] or h["snapshots"][-1]["epoch"] != res.steps):
+            self.snapshot(res.steps, h["train_s"])
 
 
 class ElUNet(ElasticityPINN):
