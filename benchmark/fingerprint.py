@@ -96,36 +96,45 @@ def sample_sketch(fields: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | N
     return sk
 
 
-def _scales(sketch: Mapping[str, Mapping[str, list[float]]]) -> dict[str, list[float]]:
-    """Per field and sketch position, the magnitude the grid is relative to (over the dataset's samples):
-    a count is relative to the largest count; a mean and an rms to the largest rms of that field, so a
-    mean that is zero up to rounding is not judged on its own (tiny) scale; an attribute to its largest |value|.
-    Computed from the data on each machine: a last-bit difference in a scale moves a value by ~1e-10 bins."""
-    scale: dict[str, list[float]] = {}
-    for sk in sketch.values():
-        for name, vals in sk.items():
-            if name.startswith("@"):
-                mags = [abs(v) for v in vals]
-            else:
-                mags = []
-                for k in range(0, len(vals) - 2, 3):
-                    n, _, rms = vals[k:k + 3]
-                    mags += [abs(n), abs(rms), abs(rms)]
-            old = scale.get(name, [0.0] * len(mags))
-            scale[name] = [max(a, b) for a, b in zip(old, mags)] if len(old) == len(mags) else mags
-    return scale
+def unit_groups(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """field -> its unit (from the schema): fields sharing a unit share a scale (see :func:`_scales`)."""
+    return {k: str(v.get("unit", "")) for k, v in manifest.get("schema", {}).items()}
 
 
-def _scaled(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float) -> list[tuple[str, float]]:
+def _scales(sample: Mapping[str, list[float]], groups: Mapping[str, str] | None) -> dict[str, list[float]]:
+    """Per field of one sample and sketch position, the magnitude the grid is relative to.
+
+    A count is relative to itself; a mean and an rms to the largest rms among the sample's fields of the same
+    unit, so a component that is zero up to rounding (a shear strain of a uniaxial test) is judged on the
+    scale of its siblings, not on its own round-off; an attribute to its own |value|. Only the sample's own
+    values enter, so a change in one sample moves only that sample's cells."""
+    groups = groups or {}
+    top: dict[str, float] = {}
+    for name, vals in sample.items():
+        if not name.startswith("@"):
+            g = groups.get(name, name)
+            top[g] = max([top.get(g, 0.0)] + [abs(vals[k + 2]) for k in range(0, len(vals) - 2, 3)])
+    out: dict[str, list[float]] = {}
+    for name, vals in sample.items():
+        if name.startswith("@"):
+            out[name] = [abs(v) for v in vals]
+        else:
+            t = top[groups.get(name, name)]
+            out[name] = [x for k in range(0, len(vals) - 2, 3) for x in (abs(vals[k]), t, t)]
+    return out
+
+
+def _scaled(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float,
+            groups: Mapping[str, str] | None = None) -> list[tuple[str, float]]:
     """('sample/field', value / step) for every sketch value, in canonical order."""
     frac = STEP_RTOL_FACTOR * max(float(rtol), MIN_RTOL)
-    scale = _scales(sketch)
     out = []
     for sid in sorted(sketch):
+        scale = _scales(sketch[sid], groups)
         for name in sorted(sketch[sid]):
             vals = sketch[sid][name]
             if len(vals) != len(scale[name]):
-                raise FingerprintError(f"sample {sid}/{name}: {len(vals)} values, other samples {len(scale[name])}")
+                raise FingerprintError(f"sample {sid}/{name}: malformed sketch")
             for v, sc in zip(vals, scale[name]):
                 if not math.isfinite(v):
                     raise FingerprintError(f"sample {sid}/{name}: non-finite sketch value")
@@ -133,18 +142,20 @@ def _scaled(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float) -> lis
     return out
 
 
-def anchors(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float) -> str:
+def anchors(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float,
+            groups: Mapping[str, str] | None = None) -> str:
     """Where each value sits inside its grid cell, in sixteenths (one hex digit per value). Says nothing
     useful about the value itself (the cell is ~1e-7 of the field's scale) and anchors the grid for others."""
-    return "".join("0123456789abcdef"[min(int((x - math.floor(x)) * 16), 15)] for _, x in _scaled(sketch, rtol))
+    return "".join("0123456789abcdef"[min(int((x - math.floor(x)) * 16), 15)] for _, x in _scaled(sketch, rtol, groups))
 
 
-def bins(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float, anchor: str | None = None) -> list[int]:
+def bins(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float, anchor: str | None = None,
+         groups: Mapping[str, str] | None = None) -> list[int]:
     """Anchored grid index of every sketch value: ``floor(x - a + 1/2)`` with ``x`` the value in grid steps and
     ``a`` the reference's position in its cell, so the reference sits mid-cell (within 1/32) and any value
     within 0.46 steps of it keeps its index."""
-    xs = _scaled(sketch, rtol)
-    anchor = anchors(sketch, rtol) if anchor is None else anchor
+    xs = _scaled(sketch, rtol, groups)
+    anchor = anchors(sketch, rtol, groups) if anchor is None else anchor
     if len(anchor) != len(xs):
         raise FingerprintError(f"{len(xs)} sketch values, but the reference anchors {len(anchor)}")
     return [math.floor(x - (int(a, 16) + 0.5) / 16 + 0.5) for (_, x), a in zip(xs, anchor)]
@@ -154,7 +165,7 @@ def fingerprint(manifest: Mapping[str, Any], sketch: Mapping[str, Mapping[str, l
                 anchor: str | None = None) -> str:
     """The dataset's identity (32 hex digits) from its manifest and sketch, on the grid ``anchor`` fixes
     (default: its own)."""
-    grid = bins(sketch, manifest.get("regen_rtol", MIN_RTOL), anchor)
+    grid = bins(sketch, manifest.get("regen_rtol", MIN_RTOL), anchor, unit_groups(manifest))
     h = hashlib.sha256(f"{FORMAT}\n{plan_digest(manifest)}\n".encode())
     h.update(np.asarray(grid, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
@@ -163,8 +174,8 @@ def fingerprint(manifest: Mapping[str, Any], sketch: Mapping[str, Mapping[str, l
 def sample_digests(manifest: Mapping[str, Any], sketch: Mapping[str, Mapping[str, list[float]]],
                    anchor: str | None = None) -> dict[str, str]:
     """Per sample, a short hash of its grid indices: names the sample that left the tolerance."""
-    rtol = manifest.get("regen_rtol", MIN_RTOL)
-    xs, grid = _scaled(sketch, rtol), bins(sketch, rtol, anchor)
+    rtol, groups = manifest.get("regen_rtol", MIN_RTOL), unit_groups(manifest)
+    xs, grid = _scaled(sketch, rtol, groups), bins(sketch, rtol, anchor, groups)
     out: dict[str, list[int]] = {}
     for (where, _), b in zip(xs, grid):
         out.setdefault(where.split("/")[0], []).append(b)
@@ -172,13 +183,13 @@ def sample_digests(manifest: Mapping[str, Any], sketch: Mapping[str, Mapping[str
 
 
 def first_difference(sketch: Mapping[str, Mapping[str, list[float]]], ref: Mapping[str, Mapping[str, list[float]]],
-                     rtol: float) -> str | None:
+                     rtol: float, groups: Mapping[str, str] | None = None) -> str | None:
     """None if ``sketch`` falls in the bins of the reference sketch ``ref`` everywhere; else where it leaves them."""
     if sorted(sketch) != sorted(ref):
         return f"samples differ: {len(sketch)} vs {len(ref)} in the reference"
     try:
-        xs, xr = _scaled(sketch, rtol), _scaled(ref, rtol)
-        got, want = bins(sketch, rtol, anchors(ref, rtol)), bins(ref, rtol)
+        xs, xr = _scaled(sketch, rtol, groups), _scaled(ref, rtol, groups)
+        got, want = bins(sketch, rtol, anchors(ref, rtol, groups), groups), bins(ref, rtol, None, groups)
     except FingerprintError as e:
         return str(e)
     if len(xs) != len(xr):

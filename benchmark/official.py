@@ -177,7 +177,7 @@ def official_fingerprint(od: OfficialDataset, ds, refs: dict[str, Any] | None = 
 
 def pin(ods: list[OfficialDataset], root: str | Path = DEFAULT_ROOT, path: Path = REFERENCES) -> dict[str, Any]:
     """Pin the references of ``ods`` from their datasets under ``root`` (maintainers only)."""
-    from phantombench.fingerprint import anchors, fingerprint, sample_digests
+    from phantombench.fingerprint import anchors, fingerprint, sample_digests, unit_groups
     from phantombench.provenance import provenance
     from phantombench.store import _write_json_atomic, open_dataset
 
@@ -187,7 +187,7 @@ def pin(ods: list[OfficialDataset], root: str | Path = DEFAULT_ROOT, path: Path 
         if od.plan_matches(ds.manifest) is not None:
             raise OfficialError(f"{ds.path} is not {od.key}: {od.plan_matches(ds.manifest)}")
         sk, rtol = ds.sketch(from_data=True), ds.manifest["regen_rtol"]
-        a = anchors(sk, rtol)
+        a = anchors(sk, rtol, unit_groups(ds.manifest))
         prov = provenance()
         refs[od.key] = {"fingerprint": fingerprint(ds.manifest, sk, a), "tier": od.tier, "anchors": a,
                         "samples": sample_digests(ds.manifest, sk, a),

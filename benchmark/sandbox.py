@@ -99,10 +99,11 @@ def command(argv: list[str], scratch: Path, private: list[Path], extra_read: lis
     if _inside(scratch, [Path(p).resolve() for p in private]) is not None:
         raise SandboxError(f"the scratch folder {scratch} lies inside the data root or the board")
     scratch.mkdir(parents=True, exist_ok=True)
-    args = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    args = [exe, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--tmpfs", "/tmp"]                  # first: later binds may lie under /tmp
     for p in readable:
         args += ["--ro-bind", str(p), str(p)]
-    args += ["--dev", "/dev", *_devices(), "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
+    args += ["--dev", "/dev", *_devices(), "--proc", "/proc", "--tmpfs", "/dev/shm",
              "--bind", str(scratch), str(scratch), "--chdir", str(scratch)]
     for k in KEEP_ENV:
         if k in os.environ:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from phantombench.fingerprint import anchors, fingerprint, plan_digest, sample_sketch
+from phantombench.fingerprint import anchors, fingerprint, plan_digest, sample_sketch, unit_groups
 from phantombench.generators.base import Generator, Sample
 
 PLAN = "plan.json"
@@ -249,7 +249,7 @@ def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: 
             r["sketch"] = sample_sketch(read_sample(root, sid), r.get("attrs"))
     sketch = {sid: r["sketch"] for sid, r in manifest["samples"].items()}
     manifest["fingerprint"] = {"value": fingerprint(manifest, sketch), "plan_digest": plan_digest(manifest),
-                               "anchors": anchors(sketch, manifest["regen_rtol"]),
+                               "anchors": anchors(sketch, manifest["regen_rtol"], unit_groups(manifest)),
                                "method": "anchored sketch grid (phantombench.fingerprint)"}
     _write_text_atomic(root / CARD, render_card(manifest, gen.card(cfg)))
     manifest["files"] = file_inventory(root)

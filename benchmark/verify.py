@@ -135,7 +135,8 @@ def _fingerprint(root: Path, m: dict[str, Any]) -> list[str]:
     try:
         ref = {sid: r["sketch"] for sid, r in m["samples"].items()}
         ds = S.Dataset(root, m)
-        diff = F.first_difference(ds.sketch(from_data=True), ref, m.get("regen_rtol", F.MIN_RTOL))
+        diff = F.first_difference(ds.sketch(from_data=True), ref, m.get("regen_rtol", F.MIN_RTOL),
+                                   F.unit_groups(m))
         if diff is not None:
             return [f"{S.DATA}: data leave the fingerprint's tolerance ({diff})"]
         if F.fingerprint(m, ref, fp.get("anchors")) != fp.get("value"):
