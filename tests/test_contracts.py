@@ -43,6 +43,15 @@ SMOKE: dict[str, dict[str, Any]] = {
 SLOW: set[str] = set()
 
 
+def test_smoke_budgets_name_registered_solvers_and_their_parameters():
+    """A renamed solver or parameter must not silently fall back to the (long) defaults."""
+    from phantombench.solvers.base import load_solver_class
+
+    for name, params in SMOKE.items():
+        assert name in SOLVERS, f"SMOKE names {name!r}, which is not registered"
+        assert set(params) <= set(load_solver_class(name).defaults), name
+
+
 def tiny_preset(generator) -> str:
     return "tiny" if "tiny" in generator.presets else next(iter(generator.presets))
 
