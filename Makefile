@@ -21,6 +21,10 @@ LEARNED ?= "elunet-ps-w1 --task brain-elasticity --param train_time_s=60 --param
 .PHONY: run data brain learned reproduce test test-all setup bench leaderboard clean
 
 $(BIN)/phantombench: pyproject.toml
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null 2>&1; }; }; } || \
+	  echo "note: bubblewrap (bwrap) is not installed: solvers will run unsandboxed and records say sandbox: none"
 	@test -x $(BIN)/python || (command -v $(PY) >/dev/null 2>&1 && $(PY) -m venv $(VENV)) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[peers,test]"

@@ -734,7 +734,13 @@ def evaluate(solver: str, task: str | Task, dataset, split: str = "test", *, par
     fit_src = ds if train_dataset is None else (train_dataset if isinstance(train_dataset, Dataset)
                                                 else open_dataset(train_dataset))
     hidden = [Path(p) for p in private or []] + [ds.path, fit_src.path]
-    host = (SubprocessHost if isolate else InProcessHost)(solver, task.name, params, device, seed, sandbox, hidden)
+    from phantombench.sandbox import SandboxError
+
+    try:
+        host = (SubprocessHost if isolate else InProcessHost)(solver, task.name, params, device, seed, sandbox,
+                                                              hidden)
+    except SandboxError as e:
+        raise EvaluationError(_one_line(str(e))) from None
     run = _Run(task, ds, indices, host, fit_src, timeout_s, time_limit_s, strict, figure_cases, progress)
     try:
         run.start_and_fit()

@@ -270,3 +270,75 @@ def test_fit_receives_data_not_a_dataset_handle(fake_brain10):
     obs, target = cases[0]
     assert isinstance(obs, dict) and set(target) == {"E", "nu"}
     assert len(cases[1:3]) == 2 and cases.sources[0].startswith("brain-slice/synthetic@")
+
+
+def _brain(root: Path, tweak=None) -> Path:
+    """The synthetic brain dataset of the harness tests, optionally with its arrays edited before writing."""
+    from tests.bench_helpers import FakeBrain
+
+    gen = FakeBrain()
+    c = gen.config("synthetic", {})
+    plan = {"generator": gen.name, "generator_version": gen.version, "preset": "synthetic",
+            "config": c.model_dump(mode="json"), "seed": 0, "n": 3}
+    store.prepare(root, plan)
+    for i in range(3):
+        smp = gen.sample(c, None, i)
+        if tweak is not None:
+            tweak(smp.fields)
+        store.write_sample(root, i, smp, {})
+    store.finalise(root, gen, c, plan, {"created": "test", "hardware": {}})
+    return root
+
+
+def test_a_regeneration_on_another_machine_lands_in_the_same_board_row(tmp_path):
+    from phantombench.evaluate import evaluate
+    from phantombench.leaderboard import add_evaluations, load_records
+    from phantombench.official import OfficialDataset, official_fingerprint
+
+    def last_bits(fields):   # another CPU: every strain a few ulps off
+        for k in ("exx", "eyy", "ux", "uy"):
+            fields[k] = np.nextafter(np.nextafter(fields[k], np.inf), np.inf)
+
+    a, b = _brain(tmp_path / "a"), _brain(tmp_path / "b", tweak=last_bits)
+    da, db = store.open_dataset(a), store.open_dataset(b)
+    assert da.manifest["content_hash"] != db.manifest["content_hash"]
+    od = OfficialDataset("brain-elasticity", "brain-slice", "synthetic", n=3)
+    sk = da.sketch(from_data=True)
+    anchor = F.anchors(sk, da.manifest["regen_rtol"], F.unit_groups(da.manifest))
+    refs = {od.key: {"fingerprint": F.fingerprint(da.manifest, sk, anchor), "anchors": anchor}}
+    board = tmp_path / "board"
+    for ds in (da, db):
+        fp = official_fingerprint(od, ds, refs)
+        ev = evaluate("constant", "brain-elasticity", ds, fingerprint=fp, out_dir=tmp_path / ds.path.name)
+        add_evaluations(board, [ev])
+    (rec,) = load_records(board)
+    assert rec["dataset"]["fingerprint"] == refs[od.key]["fingerprint"]
+    assert rec["dataset"]["content_hash"] == db.manifest["content_hash"]
+    assert rec["replaces"]["runs"] == 2 and rec["replaces"]["content_hash"] == da.manifest["content_hash"]
+    assert "earlier run" in (board / "README.md").read_text() and "2 runs" in (board / "README.md").read_text()
+
+
+def test_the_verified_tier_needs_the_secret_and_its_data_are_not_the_public_ones(tmp_path, monkeypatch):
+    """The maintainers' procedure with a test secret: generate, pin (no seed, no content hash committed),
+    check; without the secret nobody can generate it, and the public seed gives other data."""
+    from phantombench import official as off
+
+    public = off.OfficialDataset("brain-elasticity", "brain-slice", "random", n=1, seed=0)
+    verified = off.OfficialDataset("brain-elasticity", "brain-slice", "random", n=1, version="v1-verified",
+                                   tier="verified")
+    monkeypatch.delenv(off.SECRET_ENV, raising=False)
+    with pytest.raises(off.OfficialError, match="maintainers' secret"):
+        off.ensure(verified, tmp_path)
+    assert not (tmp_path / "brain-slice" / "random" / "v1-verified").exists()
+    monkeypatch.setenv(off.SECRET_ENV, "test-secret-not-the-real-one")
+    seed = off.seed_for(verified)
+    assert seed != public.seed and seed == off.seed_for(verified)      # deterministic from the secret
+    ds_v, ds_p = off.ensure(verified, tmp_path), off.ensure(public, tmp_path)
+    refs_path = tmp_path / "references.json"
+    refs = off.pin([verified], tmp_path, refs_path)
+    entry = refs[verified.key]
+    assert entry["tier"] == "verified" and entry["content_hash"] is None and "seed" not in json.dumps(entry)
+    assert off.official_fingerprint(verified, ds_v, refs) == entry["fingerprint"]
+    assert ds_v.manifest["content_hash"] != ds_p.manifest["content_hash"]   # the public seed does not give it
+    monkeypatch.setenv(off.SECRET_ENV, "a-guess")
+    assert off.seed_for(verified) != seed
