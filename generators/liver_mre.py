@@ -1,26 +1,39 @@
 """Generator ``liver-mre``: time-harmonic MR elastography of an axial abdominal slice (P2, DIME / MDEV).
 
-Pipeline per sample: random anatomy from the committed liver template (``meshes/abdomen.py``) or a
-homogeneous box -> random viscoelastic materials (fibrosis field, lesions, soft damped vessels) ->
-element sizes from the points-per-wavelength rule -> gmsh mesh -> DOLFINx real 2x2-block solve of
-the complex time-harmonic wave equation per frequency (``generators/waves.py``) -> natural-neighbour
-rasterisation -> complex Gaussian noise -> MRE wave images at N phase offsets.
+Pipeline per sample (:meth:`LiverMRE.sample`), one short function per stage:
+
+    draw_frequencies  the driving frequencies (fixed, or one drawn per sample)
+    draw_phantom      random anatomy from the committed liver template (meshes/abdomen.py) or a homogeneous
+                      box; random viscoelastic materials at f_ref (fibrosis field, lesions, soft damped vessels)
+    element_sizes     target element size per region from the points-per-wavelength rule
+    mesh_phantom      gmsh mesh (meshes/abdomen.py), its arrays, G' and G''/G' per cell
+    make_solver       DOLFINx real 2x2-block solver of the complex wave equation (generators/waves.py), driver
+    solve             one solve per frequency, G*(f) from the rheology law, power balance
+    rasterise         natural-neighbour (Sibson) or exact FE displacements, cellwise moduli on the grid
+                                                                        (generators/raster.py)
+    observe           complex Gaussian noise at the SNR, MRE wave images at N phase offsets (generators/noise.py)
+    sample_fields, attributes
+
+Presets and the dataset card are data: ``generators/presets/liver-mre.json``, ``generators/cards/liver-mre.md``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from phantombench.generators.assets import card_text, load_presets
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
 
 Range = tuple[float, float]
 
-# gmsh's triangles come out with mean edge ~ the requested size and longest edges up to ~1.3x it;
-# asking for SIZE_FACTOR * h keeps every cell's mean edge within the points-per-wavelength rule
+# gmsh's triangles come out with mean edges about the requested size and longest edges somewhat above it;
+# asking for SIZE_FACTOR * h keeps every cell's mean edge within the points-per-wavelength rule (the achieved
+# values are stored per sample, attribute points_per_wavelength)
 SIZE_FACTOR = 0.8
 
 # tissue classes that get their own material draw (labels from meshes/abdomen.py)
@@ -128,16 +141,7 @@ class LiverMREConfig(GeneratorConfig):
         return 1 if self.model == "antiplane" else 2
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "homogeneous": dict(geometry="box", frequencies=(60.0,), snr=None, grid_h=96, grid_w=64,
-                        rheology="constant_damping", randomize_anatomy=False),
-    "dime-liver": dict(geometry="abdomen", frequencies=(60.0,), snr=30.0),
-    "mdev-liver": dict(geometry="abdomen", frequencies=(30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0),
-                       n_phase_offsets=4, snr=30.0),
-    "random": dict(geometry="abdomen", random_frequency=(30.0, 90.0), n_lesions=(0, 5),
-                   fibrosis_probability=0.5, snr=20.0, lesion_radius=(0.004, 0.03),
-                   driver_angle=(80.0, 170.0), driver_width=(0.05, 0.18)),
-}
+PRESETS: dict[str, dict[str, Any]] = load_presets("liver-mre")
 
 
 def _fourier_field(rng: np.random.Generator, ell: float, n_modes: int = 96):
@@ -194,371 +198,416 @@ class LiverMRE(Generator):
         }
         return s
 
-    # -------------------------------------------------------------------------------- materials
-    def _draw_materials(self, cfg: LiverMREConfig, rng: np.random.Generator) -> dict[str, Any]:
-        u = lambda r: float(rng.uniform(*r))  # noqa: E731
-        mats = {t: (u(getattr(cfg, f"{t}_g")), u(getattr(cfg, f"{t}_ratio"))) for t in _TISSUES}
-        fibrotic = bool(rng.uniform() < cfg.fibrosis_probability)
-        if fibrotic:
-            g_mean, sig = u(cfg.fibrosis_g), u(cfg.fibrosis_heterogeneity)
-        else:
-            g_mean, sig = u(cfg.liver_g), u(cfg.healthy_heterogeneity)
-        ell = u(cfg.fibrosis_correlation)
-        field = _fourier_field(rng, ell)
-        lo = cfg.liver_g[0] * 0.9
-        hi = cfg.fibrosis_g_max if fibrotic else cfg.liver_g[1] * 1.1
-
-        def liver_storage(p):
-            return np.clip(g_mean * np.exp(sig * field(p) - 0.5 * sig**2), lo, hi)
-
-        return {"tissue": mats, "liver": {"fibrotic": fibrotic, "mean_g": g_mean, "log_std": sig,
-                                           "correlation_length": ell, "ratio": u(cfg.liver_ratio),
-                                           "clip": (lo, hi)},
-                "liver_storage": liver_storage}
-
     # -------------------------------------------------------------------------------- sampling
     def sample(self, cfg: LiverMREConfig, rng: np.random.Generator, index: int) -> Sample:
+        """phantom -> mesh -> solve -> rasterise -> observe -> attributes (see the module docstring)."""
         import mpi4py.MPI  # noqa: F401  (before dolfinx)
-
-        from phantombench.generators import raster, waves
-        from phantombench.meshes import abdomen as ab
 
         t0 = time.perf_counter()
         r_anat, r_mat, r_noise, r_freq = rng.spawn(4)
-        if cfg.random_frequency is not None:
-            freqs = np.array([r_freq.uniform(*cfg.random_frequency)])
-        else:
-            freqs = np.asarray(cfg.frequencies, dtype=float)
-        f_max = float(freqs.max())
-        deg, ppw = cfg.degree, cfg.points_per_wavelength
-        rheo = cfg.rheology
-
-        def lam_min(gs, ratio):
-            """Shortest shear wavelength over the frequencies for G'(f_ref) = gs, G''/G' = ratio."""
-            gs = np.atleast_1d(np.asarray(gs, float))
-            out = np.inf
-            for f in freqs:
-                g1, g2 = waves.complex_modulus(gs, gs * ratio, f, cfg.f_ref, rheo)
-                out = min(out, float(np.min(waves.shear_wavelength(g1, g2, f, cfg.rho))))
-            return out
-
-        info: dict[str, Any] = {}
-        mats: dict[str, Any] = {}
-        if cfg.geometry == "box":
-            gs0, gl0 = cfg.homogeneous_g
-            h = min(float(waves.mesh_size(lam_min(gs0, gl0 / gs0), deg, ppw)) * SIZE_FACTOR, cfg.h_max)
-            mres = ab.mesh_box(cfg.box_size[0], cfg.box_size[1], h, label=ab.LIVER)
-            h_by_label = {ab.LIVER: h}
-            centre = (0.0, 0.0)
-        else:
-            params = ab.AnatomyParams(
-                n_lesions=cfg.n_lesions, lesion_radius=(cfg.lesion_radius[0] * 1e3, cfg.lesion_radius[1] * 1e3),
-                driver_angle_deg=cfg.driver_angle,
-                driver_width=(cfg.driver_width[0] * 1e3, cfg.driver_width[1] * 1e3),
-                deform=cfg.randomize_anatomy)
-            ph = ab.sample_abdomen(r_anat, params)
-            info["anatomy"] = ph.info
-            mats = self._draw_materials(cfg, r_mat)
-            tis = mats["tissue"]
-            lesion_mats = [(float(r_mat.uniform(*cfg.lesion_g)), float(r_mat.uniform(*cfg.lesion_ratio)))
-                           for _ in ph.lesions]
-            mats["lesions"] = lesion_mats
-            # shortest wavelength per region -> element size
-            lv = ph.liver.curve
-            gx, gy = np.meshgrid(np.arange(lv[:, 0].min(), lv[:, 0].max(), 2.0),
-                                 np.arange(lv[:, 1].min(), lv[:, 1].max(), 2.0))
-            probe = np.column_stack([gx.ravel(), gy.ravel()])
-            probe = probe[ab.inside(lv, probe)] * 1e-3
-            liver_g_probe = mats["liver_storage"](probe)
-            lam = {ab.FAT: lam_min(*tis["fat"]), ab.WALL: lam_min(*tis["muscle"]),
-                   ab.VISCERA: lam_min(*tis["viscera"]), ab.SPLEEN: lam_min(*tis["spleen"]),
-                   ab.SPINE: lam_min(*tis["bone"]), ab.HEPATIC_VESSEL: lam_min(*tis["vessel"]),
-                   ab.GREAT_VESSEL: lam_min(*tis["vessel"]),
-                   ab.LIVER: lam_min(liver_g_probe, mats["liver"]["ratio"]),
-                   ab.LESION: min([lam_min(g, r) for g, r in lesion_mats], default=np.inf)}
-            h_by_label = {k: min(float(waves.mesh_size(v, deg, ppw)) * SIZE_FACTOR if np.isfinite(v) else cfg.h_max,
-                                 cfg.h_max) for k, v in lam.items()}
-            # geometric resolution of small structures: >= 4 elements across
-            for lab, structs in ((ab.HEPATIC_VESSEL, ph.vessels), (ab.LESION, ph.lesions),
-                                 (ab.GREAT_VESSEL, [o for o in ph.organs if o.label == ab.GREAT_VESSEL])):
-                for s_ in structs:
-                    r_eq = 2 * abs(ab.signed_area(s_.curve)) / ab.perimeter(s_.curve) * 1e-3
-                    h_by_label[lab] = min(h_by_label[lab], r_eq / 2)
-            h_by_label[ab.OUTSIDE] = cfg.h_max
-            mres = ab.mesh_abdomen(ph, h_by_label)
-            x0, x1, y0, y1 = ph.bbox()
-            centre = (0.5 * (x0 + x1) * 1e-3, 0.5 * (y0 + y1) * 1e-3)
+        freqs = draw_frequencies(cfg, r_freq)
+        ph = draw_phantom(cfg, r_anat, r_mat)
+        mesh = mesh_phantom(cfg, ph, element_sizes(cfg, ph, freqs))
         t_mesh = time.perf_counter()
-
-        # ---- cellwise materials at f_ref
-        msh = mres.mesh
-        tdim = msh.topology.dim
-        n_cells = msh.topology.index_map(tdim).size_local
-        cell_lab = np.zeros(n_cells, dtype=np.int64)
-        cell_lab[mres.cell_tags.indices] = mres.cell_tags.values
-        geo_x = msh.geometry.x[:, :2]
-        geo_cells = np.asarray(msh.geometry.dofmaps[0] if isinstance(msh.geometry.dofmaps, list)
-                               else msh.geometry.dofmap, dtype=np.int64)[:n_cells]
-        mid = geo_x[geo_cells].mean(axis=1)
-        gs_ref = np.zeros(n_cells)
-        ratio = np.zeros(n_cells)
-        if cfg.geometry == "box":
-            gs_ref[:] = cfg.homogeneous_g[0]
-            ratio[:] = cfg.homogeneous_g[1] / cfg.homogeneous_g[0]
-        else:
-            tis = mats["tissue"]
-            for lab, key in ((ab.FAT, "fat"), (ab.WALL, "muscle"), (ab.VISCERA, "viscera"), (ab.SPLEEN, "spleen"),
-                             (ab.SPINE, "bone"), (ab.HEPATIC_VESSEL, "vessel"), (ab.GREAT_VESSEL, "vessel")):
-                sel = cell_lab == lab
-                gs_ref[sel], ratio[sel] = tis[key]
-            sel = cell_lab == ab.LIVER
-            gs_ref[sel] = mats["liver_storage"](mid[sel])
-            ratio[sel] = mats["liver"]["ratio"]
-            # lesions: the cell belongs to the lesion whose curve holds its midpoint
-            sel = np.flatnonzero(cell_lab == ab.LESION)
-            for s_, (g, r) in zip(ph.lesions, mats["lesions"]):
-                ins = ab.inside(s_.curve * 1e-3, mid[sel])
-                gs_ref[sel[ins]], ratio[sel[ins]] = g, r
-            if np.any(gs_ref <= 0):
-                raise RuntimeError("a cell got no material")
-        gl_ref = gs_ref * ratio
-
-        # ---- solver and boundary data
-        ft = mres.facet_tags
-        driver = ft.indices[ft.values == ab.FACET_DRIVER]
-        if cfg.geometry == "box":
-            absorbing = ft.indices[ft.values == ab.FACET_ABSORB]
-        else:
-            absorbing = ft.indices[ft.values == ab.FACET_FREE] if cfg.absorbing_boundary else None
-        solver = waves.HarmonicWaveSolver(msh, model=cfg.model, degree=deg, absorbing_facets=absorbing,
-                                          bulk_modulus=cfg.bulk_modulus)
-        solver.set_density(cfg.rho)
-        A = cfg.driver_amplitude
-        if cfg.model == "antiplane":
-            bcs = [waves.Dirichlet(driver, A + 0j)]
-            drive_dir = None
-        else:
-            if cfg.geometry == "box":
-                dvec = np.array([1.0, 0.0])
-                sides = ft.indices[ft.values == ab.FACET_FREE]
-                extra = [waves.Dirichlet(sides, 0.0, component=1)]
-            else:
-                nrm = ab.outward_normals(ph.skin)
-                i0, i1 = ph.driver
-                idx = np.arange(i0, i1 if i1 > i0 else i1 + len(ph.skin)) % len(ph.skin)
-                nd = nrm[idx].mean(axis=0)
-                nd /= np.linalg.norm(nd)
-                dvec = -nd if cfg.driver_direction == "normal" else np.array([-nd[1], nd[0]])
-                extra = []
-            drive_dir = dvec.tolist()
-            bcs = [waves.Dirichlet(driver, (A * dvec[0] + 0j, A * dvec[1] + 0j))] + extra
-
-        F, C = len(freqs), cfg.n_comp
-        gs_f = np.zeros((n_cells, F))
-        gl_f = np.zeros((n_cells, F))
-        sols, fe_funcs, powers, t_solve = [], [], [], {"assemble": 0.0, "solve": 0.0}
-        for j, f in enumerate(freqs):
-            g1, g2 = waves.complex_modulus(gs_ref, gl_ref, f, cfg.f_ref, rheo)
-            gs_f[:, j], gl_f[:, j] = g1, g2
-            sol = solver.solve(float(f), bcs, g1, g2)
-            for k in t_solve:
-                t_solve[k] += sol.timings[k]
-            pw = solver.power()
-            pw["balance_rel_error"] = ((pw["driver"] - pw["dissipated"] - pw["radiated"])
-                                       / max(abs(pw["driver"]), 1e-300))
-            powers.append(pw)
-            sols.append(sol.u)
-            if cfg.raster == "fe":
-                fe_funcs.append(solver.displacement_functions())
-        dof_pts = sol.dof_points
-        n_unknowns = sol.n_unknowns
-        # vertex values of the P2 field (P2 vertex dofs are the vertex values)
-        Vu = solver.Vu
-        vdofs = np.asarray(Vu.dofmap.list)[:n_cells, :3]
-        vert_dof = np.empty(len(geo_x), dtype=np.int64)
-        vert_dof[geo_cells.ravel()] = vdofs.ravel()
+        solver, driver = make_solver(cfg, mesh, ph)
+        fe = solve(cfg, solver, driver, mesh, freqs)
         t_sol = time.perf_counter()
-
-        # ---- rasterise
-        Hh, Ww, px = cfg.grid_h, cfg.grid_w, cfg.pixel_size
-        grid = raster.Grid(centre[0] - 0.5 * (Ww - 1) * px, centre[1] + 0.5 * (Hh - 1) * px, px, px, Hh, Ww)
-        cidx = raster.locate_cells(geo_x, geo_cells, grid)
-        mask = cidx >= 0
-        lab_grid = raster.cell_to_grid(cell_lab.astype(np.uint8), cidx, fill=0).astype(np.uint8)
-        if cfg.raster == "sibson":
-            sib = raster.Sibson(dof_pts, grid, mask=mask)
-            U = np.stack([s_ for s_ in sols], axis=1).reshape(len(dof_pts), F * C)
-            Ug = sib(U).reshape(F, C, Hh, Ww)
-        else:
-            cells_fe = raster.fe_locate(msh, grid)
-            Ug = np.empty((F, C, Hh, Ww), dtype=complex)
-            for j, (fr, fi) in enumerate(fe_funcs):
-                re = raster.fe_evaluate(fr, grid, cells=cells_fe)
-                im = raster.fe_evaluate(fi, grid, cells=cells_fe)
-                Ug[j] = (re + 1j * im).reshape(C, Hh, Ww)
-            Ug[:, :, ~mask] = np.nan
-        gsg = raster.cell_to_grid(gs_f, cidx)   # (F, H, W)
-        glg = raster.cell_to_grid(gl_f, cidx)
+        img = rasterise(cfg, mesh, fe)
         t_ras = time.perf_counter()
-
-        # ---- noise and wave images (SNR referred to the liver, where inversions are scored)
-        liver_mask = np.isin(lab_grid, (ab.LIVER, ab.HEPATIC_VESSEL, ab.LESION)) & mask
-        ref = liver_mask if liver_mask.any() else mask
-        noisy = Ug.copy()
-        sigmas = []
-        for j in range(F):
-            amp = np.abs(Ug[j][:, ref])
-            rms = float(np.sqrt(np.mean(amp**2))) if amp.size else 0.0
-            sigma = rms / cfg.snr if cfg.snr else 0.0
-            sigmas.append(sigma)
-            if sigma > 0:
-                nz = r_noise.normal(size=(2, C, int(mask.sum()))) * (sigma / np.sqrt(2))
-                noisy[j][:, mask] += nz[0] + 1j * nz[1]
-        theta = 2 * np.pi * np.arange(cfg.n_phase_offsets) / cfg.n_phase_offsets
-        waves_img = np.real(noisy[:, :, None] * np.exp(1j * theta)[None, None, :, None, None])
-
-        # ---- vertex values
-        mesh_u = np.stack([u_[vert_dof] for u_ in sols], axis=1)  # (n_nodes, F, C)
-        mesh_u = mesh_u.reshape(len(geo_x), F * C)
-
-        f32 = np.float32
-        gabs = np.hypot(gsg, glg)
-        out = {
-            "frequencies": freqs.astype(np.float64),
-            "u_re": Ug.real.astype(f32), "u_im": Ug.imag.astype(f32),
-            "u_noisy_re": noisy.real.astype(f32), "u_noisy_im": noisy.imag.astype(f32),
-            "wave_images": waves_img.astype(f32),
-            "g_storage": gsg.astype(f32), "g_loss": glg.astype(f32), "g_abs": gabs.astype(f32),
-            "phase_angle": np.arctan2(glg, gsg).astype(f32),
-            "labels": lab_grid, "mask": mask,
-            "liver_mask": liver_mask,
-            "mesh_points": np.ascontiguousarray(geo_x, dtype=np.float64),
-            "mesh_cells": geo_cells.astype(np.int64),
-            "mesh_cell_labels": cell_lab.astype(np.uint8),
-            "mesh_cell_g_storage": gs_f, "mesh_cell_g_loss": gl_f,
-            "mesh_point_u_re": np.ascontiguousarray(mesh_u.real), "mesh_point_u_im": np.ascontiguousarray(mesh_u.imag),
-        }
-        # achieved points per wavelength per cell: p * lambda_cell / edge (mean edge; longest edge too)
-        e = np.stack([np.linalg.norm(geo_x[geo_cells[:, i]] - geo_x[geo_cells[:, (i + 1) % 3]], axis=1)
-                      for i in range(3)], axis=1)
-        lam_cells = np.min([waves.shear_wavelength(gs_f[:, j], gl_f[:, j], freqs[j], cfg.rho) for j in range(F)],
-                           axis=0)
-        ppw_cells = deg * lam_cells / e.mean(axis=1)
-        ppw_long = deg * lam_cells / e.max(axis=1)
-        t_end = time.perf_counter()
-        attrs: dict[str, Any] = {
-            "frequencies_Hz": freqs.tolist(),
-            "model": cfg.model,
-            "rheology": rheo,
-            "n_unknowns": int(n_unknowns),
-            "mesh": {"n_nodes": int(len(geo_x)), "n_cells": int(n_cells),
-                     "h_target_m": {ab.LABELS[k]: float(v) for k, v in h_by_label.items() if k != ab.OUTSIDE}},
-            "points_per_wavelength": {"target": ppw, "achieved_min": float(ppw_cells.min()),
-                                      "achieved_p05": float(np.percentile(ppw_cells, 5)),
-                                      "longest_edge_min": float(ppw_long.min()),
-                                      "longest_edge_p05": float(np.percentile(ppw_long, 5)),
-                                      "rule": "h = degree * lambda_min / ppw per region (lambda at the highest "
-                                              "frequency); achieved: degree * lambda_cell / mean edge, worst "
-                                              "cell (and with the longest edge)"},
-            "power_balance_W_per_m": powers,
-            "noise_sigma_m": sigmas,
-            "driver": {"amplitude_m": A, "direction": drive_dir, "n_facets": int(len(driver))},
-            "grid": {"x0": grid.x0, "y_top": grid.y_top, "dx": grid.dx, "dy": grid.dy, "H": Hh, "W": Ww},
-            "seconds": {"mesh": round(t_mesh - t0, 4), "assemble": round(t_solve["assemble"], 4),
-                        "solve": round(t_solve["solve"], 4), "solve_total": round(t_sol - t_mesh, 4),
-                        "raster": round(t_ras - t_sol, 4), "total": round(t_end - t0, 4)},
-        }
-        if cfg.geometry == "abdomen":
-            attrs["anatomy"] = info["anatomy"]
-            lv = mats["liver"]
-            attrs["materials_at_f_ref"] = {
-                "f_ref_Hz": cfg.f_ref,
-                **{t: {"g_storage_Pa": g, "loss_ratio": r} for t, (g, r) in mats["tissue"].items()},
-                "liver": {"fibrotic": lv["fibrotic"], "mean_g_storage_Pa": lv["mean_g"], "log_std": lv["log_std"],
-                          "correlation_length_m": lv["correlation_length"], "loss_ratio": lv["ratio"]},
-                "lesions": [{"g_storage_Pa": g, "loss_ratio": r} for g, r in mats["lesions"]],
-            }
-        else:
-            attrs["materials_at_f_ref"] = {"f_ref_Hz": cfg.f_ref, "g_storage_Pa": cfg.homogeneous_g[0],
-                                           "g_loss_Pa": cfg.homogeneous_g[1]}
+        obs = observe(cfg, img, r_noise)
+        out = sample_fields(mesh, fe, img, obs)
+        seconds = {"mesh": round(t_mesh - t0, 4), "assemble": round(fe.timings["assemble"], 4),
+                   "solve": round(fe.timings["solve"], 4), "solve_total": round(t_sol - t_mesh, 4),
+                   "raster": round(t_ras - t_sol, 4), "total": round(time.perf_counter() - t0, 4)}
+        attrs = attributes(cfg, ph, mesh, fe, driver, img, obs, seconds)
         solver.destroy()
         return Sample(out, attrs)
 
     # -------------------------------------------------------------------------------- card
     def card(self, cfg: LiverMREConfig) -> str:
-        return CARD_NOTES
+        return card_text(self.name)
 
 
-CARD_NOTES = """\
-## Physics
+# ------------------------------------------------------------------------------------ stages
+@dataclass
+class Phantom:
+    """The drawn slice (``anatomy`` None for the box) and its materials at f_ref (empty for the box)."""
 
-Steady-state time-harmonic motion, `u(x, t) = Re[U(x) exp(+i w t)]`, w = 2 pi f, in a linear viscoelastic
-solid with complex shear modulus `G* = G' + i G''` (G'' >= 0) and density rho (1000 kg/m^3). Complex shear
-wavenumber `k = w sqrt(rho / G*)` (Re k > 0, Im k < 0): wavelength `2 pi / Re k`, amplitude attenuation
-`-Im k` [Np/m]. Models (`model`):
+    geometry: str
+    anatomy: Any                     # meshes.abdomen.AbdomenPhantom | None
+    materials: dict[str, Any]        # _draw_materials() plus "lesions": [(G', G''/G')]
 
-* `antiplane` (default): out-of-plane displacement U_z of an axial slice, `div(G* grad U) + rho w^2 U = 0`
-  (component axis C = 1).
-* `plane_strain`: in-plane displacement (U_x, U_y) (C = 2) of a nearly incompressible solid (bulk modulus
-  `bulk_modulus`, default that of water). Mixed displacement-pressure Taylor-Hood P2-P1 with
-  `p = -lambda* div u`, `lambda* = K - 2 G*/3`: inf-sup stable and free of volumetric locking, because the
-  bulk modulus only enters through `1/lambda*`, which tends to zero in the incompressible limit.
 
-Rheology (`rheology`), material values are given at `f_ref` (60 Hz): `springpot` (constant phase angle,
-|G*| ~ f^alpha with alpha = 2 phi / pi), `voigt` (G' constant, G'' ~ f) or `constant_damping` (G* independent
-of f). Complex fields are solved on the real DOLFINx build as real/imaginary 2x2 blocks, written as a real
-symmetric (indefinite) block form and factorised by MUMPS (LDL^T). The driver is a prescribed displacement of
-amplitude `driver_amplitude` and phase 0 on an arc of the anterior skin over the liver (antiplane: U_z;
-plane strain: along the mean inward skin normal, or tangential); the rest of the skin is traction-free
-(`absorbing_boundary = true`: first-order impedance `t = -i w sqrt(rho G*) U`). The `box` geometry
-(`homogeneous` preset) is driven over its whole top edge with an absorbing bottom and free sides, so its
-exact solution is the plane wave `A exp(-i k d)` at depth d.
+@dataclass
+class Mesh:
+    """The mesh, its plain arrays and the cellwise materials at f_ref."""
 
-Power balance (sample attribute `power_balance_W_per_m`, per metre of out-of-plane depth): driver power from
-the consistent reaction forces, `1/2 w Im sum r_j conj(U_j)`, equals the dissipated power
-`1/2 w int G'' |grad U|^2` plus the power leaving through absorbing boundaries.
+    mres: Any                        # meshes.abdomen.MeshResult (dolfinx mesh and tags)
+    h_by_label: dict[int, float]     # target element size per region [m]
+    centre: tuple[float, float]      # grid centre [m]
+    points: np.ndarray               # (N, 2) vertex coordinates [m]
+    cells: np.ndarray                # (M, 3) int64
+    labels: np.ndarray               # (M,) region label
+    g_ref: np.ndarray                # (M,) G' at f_ref [Pa]
+    ratio: np.ndarray                # (M,) G''/G'
 
-## Discretisation: points-per-wavelength rule
 
-Element size per region: `h = degree * lambda_min / points_per_wavelength` (degree-2 elements, 10 points per
-wavelength: h = lambda_min / 5; a P2 edge carries 2 nodal intervals), where `lambda_min` is the shortest shear
-wavelength of that region's materials at the highest frequency of the sample. gmsh is asked for 0.8 h (its
-triangles come out with mean edges about the requested size and longest edges up to ~1.3x it), interfaces
-take the smaller neighbour size, small structures (vessels, lesions) get at least 4 elements across, and
-`h_max` (6 mm) caps everything. Achieved values are stored per sample in `points_per_wavelength`:
-`achieved_min` = min over cells of `degree * lambda_cell / mean edge` (>= 10 by construction in practice,
-about 10.4), `longest_edge_min` the same with the longest edge (about 8.9).
+@dataclass
+class Driver:
+    """The prescribed-displacement driver and the boundary conditions it makes."""
 
-## Anatomy and materials
+    bcs: list
+    facets: np.ndarray
+    amplitude: float
+    direction: list[float] | None    # plane strain: unit motion direction
 
-Axial slice at the level of the portal vein, from the committed template
-`meshes/anatomy/abdomen_axial_portal.json`: a hand-digitised approximation of an axial CT slice at that level,
-drawn for this project from general anatomical knowledge (not traced from any patient image or atlas).
-Per sample: smooth random liver deformation, wall and fat thicknesses, a random subset of jittered
-intrahepatic portal/hepatic vessel cross-sections, lesions inside the liver, one global smooth
-diffeomorphism, and the driver position. Labels: 0 outside, 1 subcutaneous fat, 2 abdominal wall muscle,
-3 other viscera, 4 liver, 5 intrahepatic vessel, 6 lesion, 7 spleen, 8 vertebral body, 9 aorta/IVC.
-Materials at f_ref are drawn per sample from the config ranges: healthy liver G' 1.5-2.5 kPa; fibrotic
-livers (probability `fibrosis_probability`) a log-normal smooth random field (Gaussian covariance,
-correlation length 12-35 mm) with mean 2.5-6 kPa clipped at 8 kPa; lesions 5-15 kPa; vessels soft (0.3-0.6
-kPa) and highly damped (G''/G' ~ 1); fat, muscle, viscera, spleen as in the config; vertebral body 100 kPa
-(a stiff stand-in). Ground truth G', G'', |G*| and phase angle are cellwise, looked up in the triangle
-holding each pixel centre (per frequency, after the rheology law).
 
-Caveat (measured, `dime-liver`): a single anterior driver in 2D with realistic damping gives waves that decay
-strongly with depth: over the liver, the median |U| is about 1-3 % of the driver amplitude and the 10th
-percentile 0.04-0.6 %, so the deepest liver sits near the noise floor at SNR 30 (as in vivo at depth).
+@dataclass
+class WaveFields:
+    """The FE solutions, one per frequency, with the per-cell moduli and the power balance."""
 
-## Grid, noise and wave images
+    freqs: np.ndarray
+    u: list[np.ndarray]              # dof values per frequency (complex), (n_dofs,) or (n_dofs, C)
+    fe_funcs: list                   # raster == "fe": (real, imaginary) dolfinx functions per frequency
+    powers: list[dict[str, float]]
+    g_storage: np.ndarray            # (M, F) G' per cell and frequency
+    g_loss: np.ndarray               # (M, F) G''
+    dof_points: np.ndarray
+    n_unknowns: int
+    vertex_dof: np.ndarray           # dof of each mesh vertex (P2 vertex dofs are the vertex values)
+    timings: dict[str, float]
 
-Grid `grid_h x grid_w` pixels of `pixel_size` (default 256 x 256 at 1.5 mm = 384 mm field of view), centred on
-the body's bounding box (`grid` attribute: x0, y_top, dx, dy). Axes: x = image right = patient's left, y =
-anterior (row 0 at the top). Displacements are interpolated from the P2 nodes by exact natural-neighbour
-(Sibson) interpolation (`raster = "fe"`: exact FE evaluation). Values outside the body are NaN.
-Noise: complex Gaussian, independent per pixel and component, real and imaginary parts each N(0, sigma^2/2),
-`sigma = rms_liver(|U|) / snr` per frequency: SNR is the ratio of the RMS noise-free displacement magnitude
-over the liver (`liver_mask`; the whole body where there is no liver) to the RMS noise magnitude; noise is
-added over the whole body (`noise_sigma_m` in the attributes). Wave images: `Re[U_noisy exp(i 2 pi n / N)]`,
-n = 0..N-1 (N = `n_phase_offsets`); their first temporal harmonic (DFT over n, times 2/N) returns `U_noisy`
-exactly.
-"""
+
+def draw_frequencies(cfg: LiverMREConfig, r_freq: np.random.Generator) -> np.ndarray:
+    if cfg.random_frequency is not None:
+        return np.array([r_freq.uniform(*cfg.random_frequency)])
+    return np.asarray(cfg.frequencies, dtype=float)
+
+
+def draw_phantom(cfg: LiverMREConfig, r_anat: np.random.Generator, r_mat: np.random.Generator) -> Phantom:
+    """Box: nothing to draw. Abdomen: the anatomy (r_anat), then tissue, liver and lesion materials (r_mat)."""
+    from phantombench.meshes import abdomen as ab
+
+    if cfg.geometry == "box":
+        return Phantom("box", None, {})
+    params = ab.AnatomyParams(
+        n_lesions=cfg.n_lesions, lesion_radius=(cfg.lesion_radius[0] * 1e3, cfg.lesion_radius[1] * 1e3),
+        driver_angle_deg=cfg.driver_angle, driver_width=(cfg.driver_width[0] * 1e3, cfg.driver_width[1] * 1e3),
+        deform=cfg.randomize_anatomy)
+    anatomy = ab.sample_abdomen(r_anat, params)
+    mats = _draw_materials(cfg, r_mat)
+    mats["lesions"] = [(float(r_mat.uniform(*cfg.lesion_g)), float(r_mat.uniform(*cfg.lesion_ratio)))
+                       for _ in anatomy.lesions]
+    return Phantom("abdomen", anatomy, mats)
+
+
+def _draw_materials(cfg: LiverMREConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Tissue (G', G''/G') at f_ref, and the liver: healthy or fibrotic, a clipped log-normal random field."""
+    u = lambda r: float(rng.uniform(*r))  # noqa: E731
+    mats = {t: (u(getattr(cfg, f"{t}_g")), u(getattr(cfg, f"{t}_ratio"))) for t in _TISSUES}
+    fibrotic = bool(rng.uniform() < cfg.fibrosis_probability)
+    if fibrotic:
+        g_mean, sig = u(cfg.fibrosis_g), u(cfg.fibrosis_heterogeneity)
+    else:
+        g_mean, sig = u(cfg.liver_g), u(cfg.healthy_heterogeneity)
+    ell = u(cfg.fibrosis_correlation)
+    field = _fourier_field(rng, ell)
+    lo = cfg.liver_g[0] * 0.9
+    hi = cfg.fibrosis_g_max if fibrotic else cfg.liver_g[1] * 1.1
+
+    def liver_storage(p):
+        return np.clip(g_mean * np.exp(sig * field(p) - 0.5 * sig**2), lo, hi)
+
+    return {"tissue": mats, "liver": {"fibrotic": fibrotic, "mean_g": g_mean, "log_std": sig,
+                                       "correlation_length": ell, "ratio": u(cfg.liver_ratio),
+                                       "clip": (lo, hi)},
+            "liver_storage": liver_storage}
+
+
+def _lambda_min(cfg: LiverMREConfig, freqs: np.ndarray, gs, ratio) -> float:
+    """Shortest shear wavelength over the frequencies for G'(f_ref) = gs, G''/G' = ratio."""
+    from phantombench.generators import waves
+
+    gs = np.atleast_1d(np.asarray(gs, float))
+    out = np.inf
+    for f in freqs:
+        g1, g2 = waves.complex_modulus(gs, gs * ratio, f, cfg.f_ref, cfg.rheology)
+        out = min(out, float(np.min(waves.shear_wavelength(g1, g2, f, cfg.rho))))
+    return out
+
+
+def _size(cfg: LiverMREConfig, lam: float) -> float:
+    """Element size for the shortest wavelength ``lam``: degree * lam / ppw, times SIZE_FACTOR, capped."""
+    from phantombench.generators import waves
+
+    if not np.isfinite(lam):
+        return cfg.h_max
+    return min(float(waves.mesh_size(lam, cfg.degree, cfg.points_per_wavelength)) * SIZE_FACTOR, cfg.h_max)
+
+
+def element_sizes(cfg: LiverMREConfig, ph: Phantom, freqs: np.ndarray) -> dict[int, float]:
+    """Target size per region from the points-per-wavelength rule; small structures get >= 4 elements across."""
+    from phantombench.meshes import abdomen as ab
+
+    lam = lambda g, r: _lambda_min(cfg, freqs, g, r)  # noqa: E731
+    if ph.geometry == "box":
+        gs0, gl0 = cfg.homogeneous_g
+        return {ab.LIVER: _size(cfg, lam(gs0, gl0 / gs0))}
+    an, mats = ph.anatomy, ph.materials
+    tis = mats["tissue"]
+    lv = an.liver.curve  # the liver's random field sampled on a 2 mm probe grid
+    gx, gy = np.meshgrid(np.arange(lv[:, 0].min(), lv[:, 0].max(), 2.0),
+                         np.arange(lv[:, 1].min(), lv[:, 1].max(), 2.0))
+    probe = np.column_stack([gx.ravel(), gy.ravel()])
+    probe = probe[ab.inside(lv, probe)] * 1e-3
+    lams = {ab.FAT: lam(*tis["fat"]), ab.WALL: lam(*tis["muscle"]), ab.VISCERA: lam(*tis["viscera"]),
+            ab.SPLEEN: lam(*tis["spleen"]), ab.SPINE: lam(*tis["bone"]), ab.HEPATIC_VESSEL: lam(*tis["vessel"]),
+            ab.GREAT_VESSEL: lam(*tis["vessel"]),
+            ab.LIVER: lam(mats["liver_storage"](probe), mats["liver"]["ratio"]),
+            ab.LESION: min([lam(g, r) for g, r in mats["lesions"]], default=np.inf)}
+    h_by_label = {k: _size(cfg, v) for k, v in lams.items()}
+    for lab, structs in ((ab.HEPATIC_VESSEL, an.vessels), (ab.LESION, an.lesions),
+                         (ab.GREAT_VESSEL, [o for o in an.organs if o.label == ab.GREAT_VESSEL])):
+        for s_ in structs:
+            r_eq = 2 * abs(ab.signed_area(s_.curve)) / ab.perimeter(s_.curve) * 1e-3
+            h_by_label[lab] = min(h_by_label[lab], r_eq / 2)
+    h_by_label[ab.OUTSIDE] = cfg.h_max
+    return h_by_label
+
+
+def mesh_phantom(cfg: LiverMREConfig, ph: Phantom, h_by_label: dict[int, float]) -> Mesh:
+    """gmsh mesh (box, or the nested abdomen loops), its arrays, and G' and G''/G' at f_ref per cell."""
+    from phantombench.meshes import abdomen as ab
+
+    if ph.geometry == "box":
+        mres = ab.mesh_box(cfg.box_size[0], cfg.box_size[1], h_by_label[ab.LIVER], label=ab.LIVER)
+        centre = (0.0, 0.0)
+    else:
+        mres = ab.mesh_abdomen(ph.anatomy, h_by_label)
+        x0, x1, y0, y1 = ph.anatomy.bbox()
+        centre = (0.5 * (x0 + x1) * 1e-3, 0.5 * (y0 + y1) * 1e-3)
+    msh = mres.mesh
+    n_cells = msh.topology.index_map(msh.topology.dim).size_local
+    cell_lab = np.zeros(n_cells, dtype=np.int64)
+    cell_lab[mres.cell_tags.indices] = mres.cell_tags.values
+    geo_x = msh.geometry.x[:, :2]
+    geo_cells = np.asarray(msh.geometry.dofmaps[0] if isinstance(msh.geometry.dofmaps, list)
+                           else msh.geometry.dofmap, dtype=np.int64)[:n_cells]
+    g_ref, ratio = _cell_materials(cfg, ph, cell_lab, geo_x[geo_cells].mean(axis=1))
+    return Mesh(mres, h_by_label, centre, geo_x, geo_cells, cell_lab, g_ref, ratio)
+
+
+def _cell_materials(cfg: LiverMREConfig, ph: Phantom, cell_lab: np.ndarray,
+                    mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(G' at f_ref, G''/G') per cell: tissues by label, the liver's field at the cell midpoint, each lesion
+    cell the lesion whose curve holds its midpoint."""
+    from phantombench.meshes import abdomen as ab
+
+    gs_ref = np.zeros(len(cell_lab))
+    ratio = np.zeros(len(cell_lab))
+    if ph.geometry == "box":
+        gs_ref[:] = cfg.homogeneous_g[0]
+        ratio[:] = cfg.homogeneous_g[1] / cfg.homogeneous_g[0]
+        return gs_ref, ratio
+    mats = ph.materials
+    tis = mats["tissue"]
+    for lab, key in ((ab.FAT, "fat"), (ab.WALL, "muscle"), (ab.VISCERA, "viscera"), (ab.SPLEEN, "spleen"),
+                     (ab.SPINE, "bone"), (ab.HEPATIC_VESSEL, "vessel"), (ab.GREAT_VESSEL, "vessel")):
+        sel = cell_lab == lab
+        gs_ref[sel], ratio[sel] = tis[key]
+    sel = cell_lab == ab.LIVER
+    gs_ref[sel] = mats["liver_storage"](mid[sel])
+    ratio[sel] = mats["liver"]["ratio"]
+    sel = np.flatnonzero(cell_lab == ab.LESION)
+    for s_, (g, r) in zip(ph.anatomy.lesions, mats["lesions"]):
+        ins = ab.inside(s_.curve * 1e-3, mid[sel])
+        gs_ref[sel[ins]], ratio[sel[ins]] = g, r
+    if np.any(gs_ref <= 0):
+        raise RuntimeError("a cell got no material")
+    return gs_ref, ratio
+
+
+def make_solver(cfg: LiverMREConfig, mesh: Mesh, ph: Phantom):
+    """The harmonic wave solver (absorbing facets: the box bottom, or the skin if configured) and the driver:
+    antiplane U_z = A; plane strain A along the mean inward skin normal or its tangent (box: tangential, with
+    the sides' vertical motion held)."""
+    from phantombench.generators import waves
+    from phantombench.meshes import abdomen as ab
+
+    ft = mesh.mres.facet_tags
+    driver = ft.indices[ft.values == ab.FACET_DRIVER]
+    if cfg.geometry == "box":
+        absorbing = ft.indices[ft.values == ab.FACET_ABSORB]
+    else:
+        absorbing = ft.indices[ft.values == ab.FACET_FREE] if cfg.absorbing_boundary else None
+    solver = waves.HarmonicWaveSolver(mesh.mres.mesh, model=cfg.model, degree=cfg.degree,
+                                      absorbing_facets=absorbing, bulk_modulus=cfg.bulk_modulus)
+    solver.set_density(cfg.rho)
+    A = cfg.driver_amplitude
+    if cfg.model == "antiplane":
+        return solver, Driver([waves.Dirichlet(driver, A + 0j)], driver, A, None)
+    if cfg.geometry == "box":
+        dvec = np.array([1.0, 0.0])
+        extra = [waves.Dirichlet(ft.indices[ft.values == ab.FACET_FREE], 0.0, component=1)]
+    else:
+        skin = ph.anatomy.skin
+        i0, i1 = ph.anatomy.driver
+        idx = np.arange(i0, i1 if i1 > i0 else i1 + len(skin)) % len(skin)
+        nd = ab.outward_normals(skin)[idx].mean(axis=0)
+        nd /= np.linalg.norm(nd)
+        dvec = -nd if cfg.driver_direction == "normal" else np.array([-nd[1], nd[0]])
+        extra = []
+    bcs = [waves.Dirichlet(driver, (A * dvec[0] + 0j, A * dvec[1] + 0j))] + extra
+    return solver, Driver(bcs, driver, A, dvec.tolist())
+
+
+def solve(cfg: LiverMREConfig, solver, driver: Driver, mesh: Mesh, freqs: np.ndarray) -> WaveFields:
+    """One solve per frequency with G*(f) from the rheology law; power balance of each."""
+    from phantombench.generators import waves
+
+    n_cells, F = len(mesh.labels), len(freqs)
+    gs_f, gl_f = np.zeros((n_cells, F)), np.zeros((n_cells, F))
+    gl_ref = mesh.g_ref * mesh.ratio
+    sols, fe_funcs, powers, timings = [], [], [], {"assemble": 0.0, "solve": 0.0}
+    for j, f in enumerate(freqs):
+        g1, g2 = waves.complex_modulus(mesh.g_ref, gl_ref, f, cfg.f_ref, cfg.rheology)
+        gs_f[:, j], gl_f[:, j] = g1, g2
+        sol = solver.solve(float(f), driver.bcs, g1, g2)
+        for k in timings:
+            timings[k] += sol.timings[k]
+        pw = solver.power()
+        pw["balance_rel_error"] = ((pw["driver"] - pw["dissipated"] - pw["radiated"])
+                                   / max(abs(pw["driver"]), 1e-300))
+        powers.append(pw)
+        sols.append(sol.u)
+        if cfg.raster == "fe":
+            fe_funcs.append(solver.displacement_functions())
+    vdofs = np.asarray(solver.Vu.dofmap.list)[:n_cells, :3]
+    vert_dof = np.empty(len(mesh.points), dtype=np.int64)
+    vert_dof[mesh.cells.ravel()] = vdofs.ravel()
+    return WaveFields(freqs, sols, fe_funcs, powers, gs_f, gl_f, sol.dof_points, sol.n_unknowns, vert_dof,
+                      timings)
+
+
+def rasterise(cfg: LiverMREConfig, mesh: Mesh, fe: WaveFields) -> dict[str, Any]:
+    """Grid centred on the body: displacements (Sibson from the dofs, or exact FE; NaN outside), cellwise
+    moduli per frequency, labels and the body mask."""
+    from phantombench.generators import raster
+
+    Hh, Ww, px = cfg.grid_h, cfg.grid_w, cfg.pixel_size
+    F, C = len(fe.freqs), cfg.n_comp
+    cx, cy = mesh.centre
+    grid = raster.Grid(cx - 0.5 * (Ww - 1) * px, cy + 0.5 * (Hh - 1) * px, px, px, Hh, Ww)
+    cidx = raster.locate_cells(mesh.points, mesh.cells, grid)
+    mask = cidx >= 0
+    lab_grid = raster.cell_to_grid(mesh.labels.astype(np.uint8), cidx, fill=0).astype(np.uint8)
+    if cfg.raster == "sibson":
+        sib = raster.Sibson(fe.dof_points, grid, mask=mask)
+        U = np.stack([s_ for s_ in fe.u], axis=1).reshape(len(fe.dof_points), F * C)
+        Ug = sib(U).reshape(F, C, Hh, Ww)
+    else:
+        cells_fe = raster.fe_locate(mesh.mres.mesh, grid)
+        Ug = np.empty((F, C, Hh, Ww), dtype=complex)
+        for j, (fr, fi) in enumerate(fe.fe_funcs):
+            re = raster.fe_evaluate(fr, grid, cells=cells_fe)
+            im = raster.fe_evaluate(fi, grid, cells=cells_fe)
+            Ug[j] = (re + 1j * im).reshape(C, Hh, Ww)
+        Ug[:, :, ~mask] = np.nan
+    return {"grid": grid, "mask": mask, "labels": lab_grid, "U": Ug,
+            "g_storage": raster.cell_to_grid(fe.g_storage, cidx), "g_loss": raster.cell_to_grid(fe.g_loss, cidx)}
+
+
+def observe(cfg: LiverMREConfig, img: dict[str, Any], r_noise: np.random.Generator) -> dict[str, Any]:
+    """Complex noise at the configured SNR, referred to the liver (where inversions are scored; the whole body
+    where there is no liver), added over the body; the wave images at the phase offsets."""
+    from phantombench.generators.noise import complex_gaussian_at_snr, phase_offset_images
+    from phantombench.meshes import abdomen as ab
+
+    mask = img["mask"]
+    liver_mask = np.isin(img["labels"], (ab.LIVER, ab.HEPATIC_VESSEL, ab.LESION)) & mask
+    ref = liver_mask if liver_mask.any() else mask
+    noisy, sigmas = complex_gaussian_at_snr(img["U"], mask, ref, cfg.snr, r_noise)
+    return {"liver_mask": liver_mask, "noisy": noisy, "sigmas": sigmas,
+            "wave_images": phase_offset_images(noisy, cfg.n_phase_offsets)}
+
+
+def sample_fields(mesh: Mesh, fe: WaveFields, img: dict[str, Any], obs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The stored arrays (see ``LiverMRE.schema``)."""
+    f32 = np.float32
+    Ug, noisy, gsg, glg = img["U"], obs["noisy"], img["g_storage"], img["g_loss"]
+    mesh_u = np.stack([u_[fe.vertex_dof] for u_ in fe.u], axis=1)  # (n_nodes, F, C)
+    mesh_u = mesh_u.reshape(len(mesh.points), -1)
+    return {
+        "frequencies": fe.freqs.astype(np.float64),
+        "u_re": Ug.real.astype(f32), "u_im": Ug.imag.astype(f32),
+        "u_noisy_re": noisy.real.astype(f32), "u_noisy_im": noisy.imag.astype(f32),
+        "wave_images": obs["wave_images"].astype(f32),
+        "g_storage": gsg.astype(f32), "g_loss": glg.astype(f32), "g_abs": np.hypot(gsg, glg).astype(f32),
+        "phase_angle": np.arctan2(glg, gsg).astype(f32),
+        "labels": img["labels"], "mask": img["mask"],
+        "liver_mask": obs["liver_mask"],
+        "mesh_points": np.ascontiguousarray(mesh.points, dtype=np.float64),
+        "mesh_cells": mesh.cells.astype(np.int64),
+        "mesh_cell_labels": mesh.labels.astype(np.uint8),
+        "mesh_cell_g_storage": fe.g_storage, "mesh_cell_g_loss": fe.g_loss,
+        "mesh_point_u_re": np.ascontiguousarray(mesh_u.real), "mesh_point_u_im": np.ascontiguousarray(mesh_u.imag),
+    }
+
+
+def _achieved_ppw(cfg: LiverMREConfig, mesh: Mesh, fe: WaveFields) -> dict[str, Any]:
+    """Achieved points per wavelength per cell: degree * lambda_cell / edge (mean edge; longest edge too)."""
+    from phantombench.generators import waves
+
+    p, c = mesh.points, mesh.cells
+    e = np.stack([np.linalg.norm(p[c[:, i]] - p[c[:, (i + 1) % 3]], axis=1) for i in range(3)], axis=1)
+    lam_cells = np.min([waves.shear_wavelength(fe.g_storage[:, j], fe.g_loss[:, j], fe.freqs[j], cfg.rho)
+                        for j in range(len(fe.freqs))], axis=0)
+    ppw_cells = cfg.degree * lam_cells / e.mean(axis=1)
+    ppw_long = cfg.degree * lam_cells / e.max(axis=1)
+    return {"target": cfg.points_per_wavelength, "achieved_min": float(ppw_cells.min()),
+            "achieved_p05": float(np.percentile(ppw_cells, 5)),
+            "longest_edge_min": float(ppw_long.min()),
+            "longest_edge_p05": float(np.percentile(ppw_long, 5)),
+            "rule": "h = degree * lambda_min / ppw per region (lambda at the highest "
+                    "frequency); achieved: degree * lambda_cell / mean edge, worst "
+                    "cell (and with the longest edge)"}
+
+
+def attributes(cfg: LiverMREConfig, ph: Phantom, mesh: Mesh, fe: WaveFields, driver: Driver,
+               img: dict[str, Any], obs: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    from phantombench.meshes import abdomen as ab
+
+    grid = img["grid"]
+    attrs: dict[str, Any] = {
+        "frequencies_Hz": fe.freqs.tolist(),
+        "model": cfg.model,
+        "rheology": cfg.rheology,
+        "n_unknowns": int(fe.n_unknowns),
+        "mesh": {"n_nodes": int(len(mesh.points)), "n_cells": int(len(mesh.cells)),
+                 "h_target_m": {ab.LABELS[k]: float(v) for k, v in mesh.h_by_label.items() if k != ab.OUTSIDE}},
+        "points_per_wavelength": _achieved_ppw(cfg, mesh, fe),
+        "power_balance_W_per_m": fe.powers,
+        "noise_sigma_m": obs["sigmas"],
+        "driver": {"amplitude_m": driver.amplitude, "direction": driver.direction,
+                   "n_facets": int(len(driver.facets))},
+        "grid": {"x0": grid.x0, "y_top": grid.y_top, "dx": grid.dx, "dy": grid.dy, "H": grid.H, "W": grid.W},
+        "seconds": seconds,
+    }
+    if ph.geometry == "abdomen":
+        attrs["anatomy"] = ph.anatomy.info
+        attrs["materials_at_f_ref"] = _materials_attrs(cfg, ph.materials)
+    else:
+        attrs["materials_at_f_ref"] = {"f_ref_Hz": cfg.f_ref, "g_storage_Pa": cfg.homogeneous_g[0],
+                                       "g_loss_Pa": cfg.homogeneous_g[1]}
+    return attrs
+
+
+def _materials_attrs(cfg: LiverMREConfig, mats: dict[str, Any]) -> dict[str, Any]:
+    lv = mats["liver"]
+    return {
+        "f_ref_Hz": cfg.f_ref,
+        **{t: {"g_storage_Pa": g, "loss_ratio": r} for t, (g, r) in mats["tissue"].items()},
+        "liver": {"fibrotic": lv["fibrotic"], "mean_g_storage_Pa": lv["mean_g"], "log_std": lv["log_std"],
+                  "correlation_length_m": lv["correlation_length"], "loss_ratio": lv["ratio"]},
+        "lesions": [{"g_storage_Pa": g, "loss_ratio": r} for g, r in mats["lesions"]],
+    }
