@@ -682,15 +682,14 @@ class CEMForward:
     def from_grid(self, image: np.ndarray, grid=None) -> np.ndarray:
         """Image (H, W) -> cell values (n_cells,) by :meth:`grid_to_cells_matrix`. NaN pixels
         (outside the disk) first take the value of the nearest finite pixel."""
-        from scipy import ndimage
+        from phantombench.generators.raster import fill_nearest
 
         img = np.asarray(image, dtype=np.float64)
         fin = np.isfinite(img)
         if not fin.all():
             if not fin.any():
                 raise ValueError("image has no finite pixel")
-            _, (ii, jj) = ndimage.distance_transform_edt(~fin, return_indices=True)
-            img = img[ii, jj]
+            img = fill_nearest(img, fin)
         return self.grid_to_cells_matrix(grid) @ img.ravel()
 
 

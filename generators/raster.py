@@ -4,7 +4,7 @@ values, exact cell lookup for cellwise fields, and exact FE evaluation of dolfin
 Why hand-written
 ----------------
 No library offers a fast *exact* Sibson interpolant. MetPy's ``natural_neighbor_to_grid`` is
-exact but loops over grid points in Python (about a minute for 15k nodes -> 142 x 100 pixels);
+exact but loops over grid points in Python (slow: scripts/bench_raster.py times both);
 SciPy only has nearest / linear / Clough-Tocher. Every modality rasterises several fields per
 sample, so the weights are built once, vectorised, as a sparse (pixels x nodes) matrix, and
 applied to any number of fields with one sparse product.
@@ -42,16 +42,16 @@ Algorithm (``sibson_weights``)
    Sibson's limits there (the node's value; linear interpolation between the hull edge's two
    nodes) and reproduce linear fields exactly; one outside the hull by no more than that is
    projected onto it (pixel centres put on a domain edge by ``Grid.fit``). Queries further
-   outside are NaN. Just inside the hull (1e-16 .. 1e-3 of the diameter) the formula above is
-   used as is and stays accurate to ~1e-15 (tested), because ``g`` never leaves the bisector.
+   outside are NaN. Just inside the hull the formula above is used as is and stays accurate to
+   round-off (tests/test_raster.py, hull test), because ``g`` never leaves the bisector.
 
 Queries are processed in blocks of a few thousand (temporaries stay in cache and in the
 allocator's heap). Point location is a vectorised visibility walk from a bucket grid, not
 ``Delaunay.find_simplex`` (whose per-simplex LAPACK transform costs as much as everything else).
 
 MetPy as reference: ``natural_neighbor_to_grid`` computes the same Sibson coordinates (stolen
-areas as convex hulls of circumcentres) and matches this module to ~1e-12 for queries strictly
-inside the hull, including cocircular structured node sets. At the hull it is not usable: a query
+areas as convex hulls of circumcentres) and matches this module to round-off for queries strictly
+inside the hull, including cocircular structured node sets (tests/test_raster.py, metpy tests). At the hull it is not usable: a query
 exactly on a hull edge yields NaN or raises ``ZeroDivisionError`` (circumcentre of three collinear
 points), a query exactly on a node yields NaN (zero total area), outside the hull NaN. Here such
 queries get the limits above.
@@ -80,6 +80,8 @@ __all__ = [
     "sibson_weights",
     "locate_cells",
     "cell_to_grid",
+    "nearest_index",
+    "fill_nearest",
     "fe_locate",
     "fe_evaluate",
     "fe_evaluate_expr",
@@ -236,8 +238,8 @@ def _locate(T: _Triangulation, qx: np.ndarray, qy: np.ndarray, max_steps: int = 
     coordinates and are exactly antisymmetric between the two triangles sharing an edge, so a
     query on an edge is claimed by one side (or by both, when exactly zero): no ping-pong. Leaving
     through a hull edge means outside (the hull is convex). ``Delaunay.find_simplex`` is avoided:
-    its per-simplex LAPACK transform costs tens of ms for 30k triangles (seconds with
-    multi-threaded OpenBLAS on a busy machine).
+    its per-simplex LAPACK transform costs as much as the whole interpolation, and far more with
+    multi-threaded OpenBLAS on a busy machine (scripts/bench_raster.py).
     """
     px, py, simp, nbr = T.px, T.py, T.simp, T.nbr
     out = np.full(len(qx), -1, np.int64)
@@ -306,7 +308,7 @@ def sibson_weights(points: np.ndarray, xy: np.ndarray, *, snap_tol: float = 1e-1
     its triangle (Sibson's limit there: the node's value, linear interpolation along the hull
     edge); one outside the hull by at most this much is projected onto it. Further outside: NaN.
     ``chunk``: queries per vectorised block (small blocks keep temporaries in cache and in the
-    allocator's heap; one block of all queries is ~2-3x slower here from page faults).
+    allocator's heap; one block of all queries is markedly slower from page faults).
     """
     T = _tri if _tri is not None else _Triangulation(points)
     q = np.asarray(xy, dtype=np.float64).reshape(-1, 2) - T.shift
@@ -581,6 +583,29 @@ def cell_to_grid(cell_values: np.ndarray, cell_index: np.ndarray, fill: Any = np
 
 
 # --------------------------------------------------------------------------------------------
+# Nearest-pixel fill
+# --------------------------------------------------------------------------------------------
+def nearest_index(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the nearest ``valid`` pixel (Euclidean distance transform) for every pixel of the
+    (H, W) mask; valid pixels map to themselves. ValueError if no pixel is valid."""
+    from scipy import ndimage
+
+    valid = np.asarray(valid, dtype=bool)
+    if not valid.any():
+        raise ValueError("no valid pixel to fill from")
+    _, (ii, jj) = ndimage.distance_transform_edt(~valid, return_indices=True)
+    return ii, jj
+
+
+def fill_nearest(a: np.ndarray, valid: np.ndarray,
+                 index: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Copy of ``a`` (..., H, W) whose pixels outside ``valid`` take the value of the nearest valid pixel
+    (``index`` from :func:`nearest_index`, to reuse it across arrays)."""
+    ii, jj = nearest_index(valid) if index is None else index
+    return a[..., ii, jj]
+
+
+# --------------------------------------------------------------------------------------------
 # dolfinx evaluation
 # --------------------------------------------------------------------------------------------
 def _grid_points3(grid: Grid) -> np.ndarray:
@@ -592,7 +617,7 @@ def fe_locate(mesh: dolfinx.mesh.Mesh, grid: Grid, *, use_dolfinx: bool = False)
     """(H, W) int32: local index of a mesh cell containing each pixel centre (-1 outside).
 
     Affine triangle meshes (the usual case) go through :func:`locate_cells` on the geometry
-    (exact barycentric tests, ~10x faster than the tree); other meshes (or ``use_dolfinx=True``)
+    (exact barycentric tests, much faster than the tree); other meshes (or ``use_dolfinx=True``)
     through dolfinx's bounding-box tree + GJK point-cell collision, first colliding cell wins.
     Reuse the result for several ``fe_evaluate`` calls on the same mesh.
     """

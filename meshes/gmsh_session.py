@@ -7,7 +7,7 @@ which
 * holds one process-wide lock (all meshers share it, so two threads never mesh at once);
 * starts from a known state, so a mesh never depends on what ran before in the process:
   ``fresh=False`` (default) initialises gmsh if needed and restores the default options;
-  ``fresh=True`` restarts gmsh (finalise + initialise, about a millisecond), which also resets the
+  ``fresh=True`` restarts gmsh (finalise + initialise, cheap next to meshing), which also resets the
   mesher's internal pseudo-random stream;
 * silences the terminal, sets the given ``Mesh.*`` / ``General.*`` options and adds a model;
 * always cleans up: removes its model, finalises gmsh if it started it, and otherwise hands the

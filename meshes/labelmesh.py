@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from phantombench.meshes.anatomy import BACKGROUND, GRAY, WHITE
 from phantombench.meshes.geometry import TriangleMesh, signed_area, triangle_signed_areas
 from phantombench.meshes.gmsh_session import gmsh_session
 from phantombench.meshes.label_contours import (STRUCT6, Displacement, MeshingError, chains, clean_labels,
                                                 marching_triangles, relax_corners, resample)
 
 # cell tags in dolfinx meshtags and gmsh physical groups: label + 1 (gmsh needs tags > 0)
-TAG_BACKGROUND, TAG_GRAY, TAG_WHITE = 1, 2, 3
+TAG_BACKGROUND, TAG_GRAY, TAG_WHITE = BACKGROUND + 1, GRAY + 1, WHITE + 1
 # facet tags of the rectangle sides (see LabelMesh.facet_tags)
 FACET_BOTTOM, FACET_RIGHT, FACET_TOP, FACET_LEFT = 1, 2, 3, 4
 
@@ -408,7 +409,7 @@ def _mesh_with_gmsh(W, H, chain_pts, by_comp, net: _Network, hf, hc, grading, nc
         ctags, dist_points, ends = _add_chains(geo, chain_pts, hf)
         surf_by_label = _add_surfaces(geo, by_comp, chain_pts, ctags, ends, rect_loop, net, ncls)
         geo.synchronize()
-        names = {0: "background", 1: "gray", 2: "white"}
+        names = {BACKGROUND: "background", GRAY: "gray", WHITE: "white"}
         for lab, ss in surf_by_label.items():
             if ss:
                 gmsh.model.addPhysicalGroup(2, ss, lab + 1, name=names.get(lab, f"class{lab}"))
