@@ -338,7 +338,7 @@ BRAIN = Task(
 
 # ============================================================================================ MRE
 MRE_REFERENCE_FREQUENCY_HZ = 60.0
-MRE_LIVER, MRE_LESION = 4, 6          # liver-mre labels (meshes/abdomen.py): parenchyma, lesion
+from phantombench.meshes.abdomen import LESION as MRE_LESION, LIVER as MRE_LIVER  # noqa: E402  (liver-mre labels)
 
 
 def _mre_spacing(g, attrs, cfg):
