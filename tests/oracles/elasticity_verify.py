@@ -30,16 +30,12 @@ def inclusion_block_mesh(width: float = 0.0766, height: float = 0.1088, centre=N
     Mesh size ``h_fine`` on the circle growing linearly to ``h_coarse`` over 4 * h_coarse.
     Returns ``(mesh, cell_label)`` with label 1 inside the disc, 0 outside (dolfinx cell order).
     """
-    import gmsh
     from dolfinx.io import gmsh as dgmsh
 
+    from phantombench.meshes.gmsh_session import gmsh_session
+
     cx, cy = (width / 2, height / 2) if centre is None else centre
-    initialized = gmsh.isInitialized()
-    if not initialized:
-        gmsh.initialize(interruptible=False)
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("inclusion_block")
-    try:
+    with gmsh_session("inclusion_block") as gmsh:
         occ = gmsh.model.occ
         rect = occ.addRectangle(0, 0, 0, width, height)
         disc = occ.addDisk(cx, cy, 0, radius, radius)
@@ -69,10 +65,6 @@ def inclusion_block_mesh(width: float = 0.0766, height: float = 0.1088, centre=N
         gmsh.option.setNumber("Mesh.Algorithm", 6)
         gmsh.model.mesh.generate(2)
         data = dgmsh.model_to_mesh(gmsh.model, MPI.COMM_SELF, 0, gdim=2)
-    finally:
-        gmsh.model.remove()
-        if not initialized:
-            gmsh.finalize()
     mesh, ct = data.mesh, data.cell_tags
     label = np.zeros(mesh.topology.index_map(2).size_local, dtype=np.int64)
     label[ct.indices] = ct.values - 1
