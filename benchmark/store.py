@@ -50,6 +50,9 @@ REQUIRED_KEYS = ("name", "version", "generator", "preset", "config", "seed", "n"
                  "content_hash", "samples")
 
 
+WRITER_WAIT_S = float(os.environ.get("PHANTOMBENCH_WRITER_WAIT", 1800))
+
+
 class StoreError(RuntimeError):
     """A dataset folder that cannot be used as asked (wrong content, locked, incomplete...)."""
 
@@ -162,15 +165,26 @@ def finished_ids(root: Path) -> set[str]:
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
-    """One writer per dataset folder; the OS drops the lock if the process dies (kill -9 included)."""
+def writer_lock(root: Path, wait: float | None = None) -> Iterator[None]:
+    """One writer per dataset folder; the OS drops the lock if the process dies (kill -9 included). A second
+    writer (e.g. a concurrent submit generating the same official dataset) waits up to ``wait`` s (default
+    ``PHANTOMBENCH_WRITER_WAIT``, 1800) and then finds the dataset finished."""
+    import time
+
     root.mkdir(parents=True, exist_ok=True)
     fh = open(root / LOCK, "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise StoreError(f"{root} is being written by another process") from None
+    limit = time.monotonic() + (WRITER_WAIT_S if wait is None else wait)
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > limit:
+                fh.close()
+                raise StoreError(f"{root} is being written by another process (waited "
+                                 f"{WRITER_WAIT_S if wait is None else wait:g} s); try again when it has finished") \
+                    from None
+            time.sleep(0.2)
     try:
         yield
     finally:
@@ -188,7 +202,12 @@ def prepare(root: Path, plan: dict[str, Any]) -> bool:
         raise StoreError(f"{root} exists and is not a folder")
     existing = root / PLAN
     if existing.exists():
-        old = json.loads(existing.read_text())
+        try:
+            old = json.loads(existing.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise StoreError(f"{existing}: unreadable plan; delete the folder and generate again") from None
+        if not isinstance(old, dict):
+            raise StoreError(f"{existing}: not a plan; delete the folder and generate again")
         if old != json.loads(json.dumps(plan, default=json_default)):
             diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
             raise StoreError(f"{root} holds a different dataset (differs in: {', '.join(diff)}); "
