@@ -33,7 +33,7 @@ RECORDS = "records"
 
 
 # =========================================================================================== storage
-class LeaderboardError(RuntimeError):
+class LeaderboardError(ValueError):
     """A board that cannot be read or written as asked (one line, naming the file)."""
 
 

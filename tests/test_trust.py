@@ -342,3 +342,19 @@ def test_the_verified_tier_needs_the_secret_and_its_data_are_not_the_public_ones
     assert ds_v.manifest["content_hash"] != ds_p.manifest["content_hash"]   # the public seed does not give it
     monkeypatch.setenv(off.SECRET_ENV, "a-guess")
     assert off.seed_for(verified) != seed
+
+
+@pytest.mark.parametrize("content", ["[]", '{"id": "x"', ""])
+def test_a_damaged_record_is_named_and_the_board_is_not_half_written(tmp_path, content):
+    from tests.bench_helpers import tree_digest
+
+    board = tmp_path / "board"
+    bad = board / "records" / "brain-elasticity" / "broken.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    before = tree_digest(board)
+    r = subprocess.run([PB, "leaderboard", "--board", str(board)], capture_output=True, text=True)
+    assert r.returncode == 2 and "broken.json" in r.stderr and "Traceback" not in r.stderr
+    assert tree_digest(board) == before
+    r = subprocess.run([PB, "leaderboard", "--board", str(board), "--remove", "broken"], capture_output=True, text=True)
+    assert r.returncode == 0 and not bad.exists()
