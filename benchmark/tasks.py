@@ -103,6 +103,18 @@ class Task:
     # dataset fields added to the targets handed to ``Solver.fit`` (training/validation samples only; never an
     # observation): training truth a learned method is supervised on besides the predictions
     training_fields: tuple[str, ...] = ()
+    # optional: ``operator(observation, **mesh_options)`` builds the forward operator of the acquisition the
+    # observation declares, on a discretisation the caller chooses (see ``forward_operator``)
+    operator: Callable[..., Any] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------------------------ physics
+    def forward_operator(self, observation: dict[str, Any], **mesh_options: Any) -> Any:
+        """The forward operator of the acquisition ``observation`` declares, on a discretisation the solver
+        chooses (``mesh_options``; e.g. ``mesh_size`` for ``eit``): how a solver gets the physics of the task
+        without importing a data generator. Tasks without one raise :class:`TaskError`."""
+        if self.operator is None:
+            raise TaskError(f"task {self.name!r} provides no forward operator")
+        return self.operator(observation, **mesh_options)
 
     # ------------------------------------------------------------------------------------ lookup
     def metric(self, name: str) -> Metric:
@@ -426,6 +438,21 @@ def _eit_truth(g, attrs, cfg):
     return {"dsigma": np.asarray(g["dsigma"][...], np.float64)}
 
 
+def _eit_operator(observation: dict[str, Any], mesh_size: float = 0.08, electrode_mesh_size: float | None = None,
+                  grid_shape: tuple[int, int] | None = None):
+    """A CEM forward operator (:class:`~phantombench.generators.cem.CEMForward`) with the observation's declared
+    radius, electrodes, contact impedance and protocol (its ``config``) on a mesh of ``mesh_size`` (relative to
+    the radius; keep it coarser than the data mesh); the image grid is the observation mask's unless given."""
+    from phantombench.generators.operators import forward_operator
+
+    cfg = observation["config"]
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    if grid_shape is None and "mask" in observation:
+        grid_shape = tuple(np.shape(observation["mask"]))
+    return forward_operator(cfg, mesh_size=mesh_size, electrode_mesh_size=electrode_mesh_size,
+                            grid_shape=grid_shape)
+
+
 def _eit_adapt(pred: dict, truth: dict) -> dict:
     """Accept an absolute image ``sigma`` in place of ``dsigma`` (background subtracted by the harness)."""
     if "dsigma" not in pred and "sigma" in pred and "_background" in truth:
@@ -479,6 +506,7 @@ EIT = Task(
     truth_fields=("dsigma",),
     make_truth=_eit_truth_with_background,
     adapt_prediction=_eit_adapt,
+    operator=_eit_operator,
     training_fields=("potential",),    # the stage-1 target of CNN-PINN (interior potential per pattern)
     max_time_budget_s=600.0,
 )

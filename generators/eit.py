@@ -18,7 +18,9 @@ Public API for solvers (re-exported here):
   * :class:`CEMForward` -- forward operator and adjoint Jacobian on a mesh of the solver's choosing;
   * :func:`electrode_potentials` -- U (patterns x L) for a homogeneous or callable conductivity;
   * :func:`forward_operator` -- a :class:`CEMForward` matching a dataset's config (electrodes,
-    contact impedance, protocol), on a coarser mesh;
+    contact impedance, protocol), on a coarser mesh (defined in :mod:`phantombench.generators.operators`,
+    with :func:`electrodes_from_config` and :func:`protocol_from_config`; solvers get it through
+    ``task.forward_operator``);
   * :class:`Protocol`, :func:`make_protocol`, :func:`disk_grid`.
 """
 
@@ -38,7 +40,8 @@ from phantombench.generators.cem import (CEMForward, CEMModel, Protocol, disk_gr
                                          make_protocol)
 from phantombench.generators.eit_phantoms import sample_phantom
 from phantombench.generators.noise import gaussian_at_snr_db
-from phantombench.meshes.disk import DiskMesh, Electrodes, disk_mesh
+from phantombench.generators.operators import electrodes_from_config, forward_operator, protocol_from_config
+from phantombench.meshes.disk import DiskMesh, disk_mesh
 
 __all__ = ["EIT", "EITConfig", "CEMForward", "CEMModel", "Protocol", "electrode_potentials",
            "forward_operator", "make_protocol", "disk_grid", "electrodes_from_config", "protocol_from_config"]
@@ -128,39 +131,6 @@ class EITConfig(GeneratorConfig):
         electrodes_from_config(self)  # layout validity (overlaps)
         protocol_from_config(self)  # protocol validity (zero-sum currents, shapes)
         return self
-
-
-def electrodes_from_config(cfg: EITConfig | dict) -> Electrodes:
-    c = cfg if isinstance(cfg, EITConfig) else EITConfig(**cfg)
-    if c.electrode_angles is None:
-        return Electrodes.evenly_spaced(c.n_electrodes, c.coverage, c.first_angle, c.direction, c.radius)
-    widths = (c.electrode_widths if c.electrode_widths is not None
-              else [c.coverage * 2 * np.pi / c.n_electrodes] * c.n_electrodes)
-    return Electrodes(tuple(map(float, c.electrode_angles)), tuple(map(float, widths)), float(c.radius))
-
-
-def protocol_from_config(cfg: EITConfig | dict) -> Protocol:
-    c = cfg if isinstance(cfg, EITConfig) else EITConfig(**cfg)
-    if c.protocol == "custom":
-        meas = None if c.measurement_matrix is None else np.asarray(c.measurement_matrix, dtype=np.float64)
-        cur = np.asarray(c.injection, dtype=np.float64)
-        if cur.ndim != 2 or cur.shape[1] != c.n_electrodes:
-            raise ValueError("injection must be P x n_electrodes")
-        return Protocol.custom(cur, meas)
-    return make_protocol(c.protocol, c.n_electrodes, exclude_driven=c.exclude_driven,
-                         amplitude=c.current_amplitude, drive_skip=c.drive_skip, measurement=c.measurement,
-                         phase=c.trig_phase)
-
-
-def forward_operator(cfg: EITConfig | dict, mesh_size: float = 0.08, electrode_mesh_size: float | None = None,
-                     grid_shape: tuple[int, int] | None = None) -> CEMForward:
-    """A :class:`CEMForward` with a dataset's electrodes, contact impedance and protocol on a mesh
-    of ``mesh_size`` (relative to the radius; keep it coarser than the data mesh)."""
-    c = cfg if isinstance(cfg, EITConfig) else EITConfig(**cfg)
-    n = c.grid_size if grid_shape is None else None
-    return CEMForward(mesh_size=mesh_size, electrodes=electrodes_from_config(c),
-                      contact_impedance=c.contact_impedance, protocol=protocol_from_config(c),
-                      electrode_mesh_size=electrode_mesh_size, grid_shape=grid_shape or (n, n))
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from phantombench.solvers.base import Solver
+from phantombench.solvers.finite_differences import fd_derivatives, one_sided_gradient
 from phantombench.solvers.training import (Budget, Checkpoint, Fingerprint, Precision, Trainer, fingerprint,
                                              seed_everything, tag_hash, torch_threads)
 
@@ -178,43 +179,6 @@ class SigmaMLP(nn.Module):
         return sum((m.weight ** 2).sum() for m in self.modules() if isinstance(m, nn.Linear))
 
 
-def fd_derivatives(U: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Central differences of an image U (..., H, W) with spacing h, row 0 at the top (largest y):
-    ``(dU/dx, dU/dy, lap U)``; values at the outermost rows/columns (and next to NaN) are NaN."""
-    U = np.asarray(U, dtype=np.float64)
-    Ux = np.full_like(U, np.nan)
-    Uy = np.full_like(U, np.nan)
-    lap = np.full_like(U, np.nan)
-    c = U[..., 1:-1, 1:-1]
-    left, right = U[..., 1:-1, :-2], U[..., 1:-1, 2:]
-    up, down = U[..., :-2, 1:-1], U[..., 2:, 1:-1]   # up = previous row = larger y
-    Ux[..., 1:-1, 1:-1] = (right - left) / (2 * h)
-    Uy[..., 1:-1, 1:-1] = (up - down) / (2 * h)
-    lap[..., 1:-1, 1:-1] = (left + right + up + down - 4 * c) / h ** 2
-    return Ux, Uy, lap
-
-
-def one_sided_gradient(U: np.ndarray, mask: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient (dU/dx, dU/dy) at every mask pixel: central differences where both neighbours are in the
-    mask, first-order one-sided where only one is, 0 where none."""
-    U = np.asarray(U, dtype=np.float64)
-    m = np.asarray(mask, bool)
-    Up = np.pad(np.where(m, U, 0.0), [(0, 0)] * (U.ndim - 2) + [(1, 1), (1, 1)])
-    mp = np.pad(m, 1)
-    c = Up[..., 1:-1, 1:-1]
-
-    def d(a_val, a_in, b_val, b_in):  # derivative along an axis from the "minus" (a) and "plus" (b) sides
-        both = a_in & b_in
-        out = np.where(both, (b_val - a_val) / (2 * h), 0.0)
-        out = np.where(~both & b_in, (b_val - c) / h, out)
-        out = np.where(~both & a_in & ~b_in, (c - a_val) / h, out)
-        return out
-
-    gx = d(Up[..., 1:-1, :-2], mp[1:-1, :-2], Up[..., 1:-1, 2:], mp[1:-1, 2:])
-    gy = d(Up[..., 2:, 1:-1], mp[2:, 1:-1], Up[..., :-2, 1:-1], mp[:-2, 1:-1])  # minus side = row below
-    return gx, gy
-
-
 def pde_residual(sigma: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, Ux: torch.Tensor, Uy: torch.Tensor,
                  lapU: torch.Tensor) -> torch.Tensor:
     """div(sigma grad U) = sigma lap U + grad sigma . grad U (broadcast over patterns)."""
@@ -273,7 +237,7 @@ class PINNGeometry:
 def pinn_geometry(n: int, cfg: dict[str, Any]) -> PINNGeometry:
     """The collocation grid and the boundary data (normals, current density) for a dataset config."""
     from phantombench.generators.cem import disk_grid
-    from phantombench.generators.eit import electrodes_from_config, protocol_from_config
+    from phantombench.generators.operators import electrodes_from_config, protocol_from_config
 
     R = float(cfg["radius"])
     g = disk_grid(1.0, n, n)

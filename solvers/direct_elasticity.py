@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from phantombench.solvers.base import Solver
+from phantombench.solvers.finite_differences import fill_invalid, neighbour_differences
 
 _G = (0.5 - 0.5 / np.sqrt(3.0), 0.5 + 0.5 / np.sqrt(3.0))
 
@@ -97,30 +98,6 @@ def equilibrium_system(exx, eyy, exy, mask, traction: float, dy: float, dx: floa
     keep = np.concatenate([active, active])
     keep[N + idx[-1]] = False            # bottom y-equations: unknown reaction (u_y = 0)
     return A[keep], b[keep], active
-
-
-def _differences(H: int, W: int) -> sp.csr_matrix:
-    """Forward differences between horizontal and vertical neighbours (edges x nodes)."""
-    idx = np.arange(H * W).reshape(H, W)
-    pairs = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
-                            np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
-    m = len(pairs)
-    r = np.repeat(np.arange(m), 2)
-    c = pairs.ravel()
-    v = np.tile([-1.0, 1.0], m)
-    return sp.csr_matrix((v, (r, c)), shape=(m, H * W))
-
-
-def fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Copy the nearest valid pixel into invalid ones (the few edge pixels the rasteriser leaves empty)."""
-    from scipy import ndimage
-
-    if valid.all():
-        return a
-    if not valid.any():
-        return np.zeros_like(a)
-    _, (ii, jj) = ndimage.distance_transform_edt(~valid, return_indices=True)
-    return a[ii, jj]
 
 
 def homogeneous_estimate(exx, eyy, mask, traction: float) -> tuple[float, float]:
@@ -218,7 +195,7 @@ def invert(exx, eyy, exy, mask, traction: float, spacing, alpha: float = 0.03, b
     A = (A * scale) / (traction * dx)
     b = b / (traction * dx)
     x0 = np.concatenate([np.full(N, lam0), np.full(N, mu0)]) / scale
-    D1 = _differences(H, W)
+    D1 = neighbour_differences(H, W)
     D = sp.block_diag([D1, D1], format="csr")
     n_e = D1.shape[0]
     AtA = (A.T @ A).tocsr()

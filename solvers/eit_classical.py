@@ -2,9 +2,9 @@
 prior, Tikhonov, and total variation.
 
 Every solver linearises the complete electrode model at the homogeneous background ``sigma_0`` (the
-dataset config's ``background``) on its *own* coarse mesh -- :func:`phantombench.generators.eit.forward_operator`
-builds a :class:`~phantombench.generators.cem.CEMForward` with the dataset's electrodes, contact impedance and
-protocol, never the data mesh (no inverse crime) -- and uses the adjoint Jacobian ``J = d v / d sigma_cells``
+dataset config's ``background``) on its *own* coarse mesh -- ``task.forward_operator(observation, mesh_size=...)``
+builds a :class:`~phantombench.generators.cem.CEMForward` with the electrodes, contact impedance and protocol the
+observation declares, never the data mesh (no inverse crime) -- and uses the adjoint Jacobian ``J = d v / d sigma_cells``
 (M x n_cells). With the observed voltage differences ``dv`` (M,), the conductivity change on the solver's cells:
 
 * ``noser`` -- ``dx = argmin ||J dx - dv||^2 + lam ||dx||_R^2`` with the NOSER prior ``R = diag(J^T J)^p``.
@@ -84,8 +84,9 @@ _ADJ_FALLBACK = dict(n_electrodes=16, protocol="adjacent")
 
 
 def eit_config(observation: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The dataset config a solver should model (see the module docstring), as a plain dict."""
-    from phantombench.generators.eit import EITConfig
+    """The acquisition a solver should model (see the module docstring), as a plain dict: the observation's
+    config (other keys kept), validated and completed by :class:`~phantombench.generators.operators.CEMSetup`."""
+    from phantombench.generators.operators import CEMSetup
 
     cfg = observation.get("config")
     if isinstance(cfg, str):
@@ -107,8 +108,12 @@ def eit_config(observation: dict[str, Any], overrides: dict[str, Any] | None = N
                 cfg[k] = v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
     cfg = dict(cfg)
     if overrides:
+        unknown = sorted(set(overrides) - set(CEMSetup.model_fields) - set(cfg))
+        if unknown:
+            raise ValueError(f"config override(s) {', '.join(unknown)}: not acquisition fields "
+                             f"({', '.join(CEMSetup.model_fields)})")
         cfg.update(overrides)
-    return EITConfig(**cfg).model_dump(mode="json")
+    return CEMSetup(**cfg).model_dump(mode="json")
 
 
 # ------------------------------------------------------------------------------------------ operator
@@ -148,12 +153,13 @@ def interior_edges(cells: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, n
 
 
 def linearised_operator(cfg: dict[str, Any], mesh_size: float, shape: tuple[int, int],
-                        mask: np.ndarray | None = None) -> LinearOperatorData:
-    """Forward operator, Jacobian at the background and grid maps (cached per process)."""
+                        mask: np.ndarray | None = None, build=None) -> LinearOperatorData:
+    """Forward operator, Jacobian at the background and grid maps (cached per process). ``build()`` makes the
+    forward operator (a solver passes its task's ``forward_operator``); default: built from ``cfg``."""
     from scipy.spatial import cKDTree
 
     from phantombench.generators.cem import disk_grid
-    from phantombench.generators.eit import forward_operator
+    from phantombench.generators.operators import forward_operator
     from phantombench.generators.raster import locate_cells
 
     key = json.dumps([cfg, float(mesh_size), list(shape),
@@ -162,7 +168,7 @@ def linearised_operator(cfg: dict[str, Any], mesh_size: float, shape: tuple[int,
         if key in _OP_CACHE:
             return _OP_CACHE[key]
         t0 = time.perf_counter()
-        fwd = forward_operator(cfg, mesh_size=mesh_size, grid_shape=tuple(shape))
+        fwd = build() if build is not None else forward_operator(cfg, mesh_size=mesh_size, grid_shape=tuple(shape))
         sigma0 = float(cfg["background"])
         J = fwd.jacobian(np.full(fwd.n_cells, sigma0))
         grid = disk_grid(float(cfg["radius"]), *shape)
@@ -405,7 +411,12 @@ class LinearisedEIT(Solver):
     def _operator(self, observation: dict[str, Any]) -> LinearOperatorData:
         cfg = eit_config(observation, self.params.get("config"))
         mask = np.asarray(observation["mask"], bool)
-        return linearised_operator(cfg, float(self.params["mesh_size"]), mask.shape, mask)
+        h = float(self.params["mesh_size"])
+
+        def build():
+            return self.task.forward_operator({**observation, "config": cfg}, mesh_size=h, grid_shape=mask.shape)
+
+        return linearised_operator(cfg, h, mask.shape, mask, build=build)
 
     def reconstruct_cells(self, op: LinearOperatorData, dv: np.ndarray) -> np.ndarray:
         raise NotImplementedError

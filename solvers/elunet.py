@@ -94,6 +94,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from phantombench.solvers.base import Solver
+from phantombench.solvers.finite_differences import d_dx, d_dy, fill_invalid
 from phantombench.solvers.training import Budget, Checkpoint, TensorState, Trainer, TrainResult, seed_everything
 
 PAPER_WIDTH = 64
@@ -145,17 +146,6 @@ def observation_sha256(observation: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    if valid.all():
-        return a
-    if not valid.any():
-        return np.zeros_like(a)
-    _, (ii, jj) = ndimage.distance_transform_edt(~valid, return_indices=True)
-    return a[ii, jj]
-
-
 def _minmax(a: np.ndarray) -> np.ndarray:
     lo, hi = float(a.min()), float(a.max())
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
@@ -168,7 +158,7 @@ def prepare_case(observation: dict[str, Any], device: str = "cpu", dtype=torch.f
     mask = np.asarray(observation.get("mask", np.ones(exx.shape, bool)), bool)
     valid = mask & np.isfinite(exx) & np.isfinite(eyy) & np.isfinite(exy)
     # the domain is the whole rectangle: the rare pixels without data take their nearest neighbour's strain
-    exx, eyy, exy = (_fill_invalid(a, valid) for a in (exx, eyy, exy))
+    exx, eyy, exy = (fill_invalid(a, valid) for a in (exx, eyy, exy))
     traction = float(observation["traction"])
     if not traction > 0:
         raise ValueError(f"the top traction must be positive (got {traction})")
@@ -196,19 +186,6 @@ def plane_stress(lam: torch.Tensor, mu: torch.Tensor, eps: torch.Tensor) -> tupl
     exx, eyy, exy = eps[0], eps[1], eps[2]
     tr = exx + eyy
     return lam * tr + 2 * mu * exx, lam * tr + 2 * mu * eyy, 2 * mu * exy
-
-
-def d_dx(f: torch.Tensor, h: float) -> torch.Tensor:
-    """d/dx along the last axis: central inside, second-order one-sided on the two edge columns."""
-    inner = (f[..., 2:] - f[..., :-2]) / (2 * h)
-    left = (-3 * f[..., :1] + 4 * f[..., 1:2] - f[..., 2:3]) / (2 * h)
-    right = (3 * f[..., -1:] - 4 * f[..., -2:-1] + f[..., -3:-2]) / (2 * h)
-    return torch.cat([left, inner, right], dim=-1)
-
-
-def d_dy(f: torch.Tensor, h: float) -> torch.Tensor:
-    """d/dy along the row axis (-2). Row 0 is the top (largest y), so d/dy = -d/d(row)."""
-    return -d_dx(f.transpose(-1, -2), h).transpose(-1, -2)
 
 
 def equilibrium_fd(sxx, syy, sxy, hx: float, hy: float) -> tuple[torch.Tensor, torch.Tensor]:
