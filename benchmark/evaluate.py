@@ -211,7 +211,7 @@ class SubprocessHost:
         self.private = [Path(p) for p in private or []]
 
     def _argv(self, fd: int) -> list[str]:
-        argv = [sys.executable, "-m", "phantombench.evaluate", "--worker", str(fd)]
+        argv = [os.path.abspath(sys.executable), "-m", "phantombench.evaluate", "--worker", str(fd)]
         if self.sandbox == "none":
             return argv
         from phantombench import sandbox

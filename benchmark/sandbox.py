@@ -59,7 +59,8 @@ def package_dirs() -> list[Path]:
 def readable_paths(extra: list[Path] | None = None) -> list[Path]:
     """Everything the jailed solver can read (besides its scratch folder, /tmp, /dev and /proc)."""
     paths = [Path(p) for p in SYSTEM_DIRS if Path(p).exists()]
-    paths += [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), *package_dirs()]
+    paths += [Path(os.path.abspath(sys.prefix)), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+              *package_dirs()]
     paths += [Path(p).resolve() for p in extra or []]
     return sorted(set(paths))
 
