@@ -3,8 +3,9 @@
 
 Stage 1 (supervised, trained once in :meth:`CNNPINN.fit`): a UNet maps the boundary voltage differences dV
 to the interior potential image U of every current pattern. It is trained on the ``potential`` field of the
-training samples (the generator's Sibson interpolation of the FE potential) and checkpointed together with
-the id of the dataset it came from.
+training samples (the generator's Sibson interpolation of the FE potential; the ``eit`` task hands it to
+``fit`` with the targets) in the shared training loop (:mod:`phantombench.solvers.training`), and checkpointed
+under the content fingerprints of the training and validation splits.
 
 Stage 2 (physics-informed, per sample inside :meth:`CNNPINN.solve`): an MLP ``sigma(x, y)`` is fitted so that
 U from stage 1 satisfies ``div(sigma grad U) = 0`` with the boundary conditions, by minimising P3's equation (2)

@@ -46,12 +46,13 @@ Loss: L1 on both output channels over the tissue mask, pixels of the liver (the 
 the task's scored region) weighted ``liver_weight`` times; ``phi_weight`` on the phase channel. AdamW with a
 one-cycle schedule; the validation loss (full images) picks the best weights.
 
-Training is resumable: a checkpoint (model, optimiser, schedule, step, RNG states, history) is written every
-``val_every`` steps atomically into ``checkpoint_dir`` (default ``~/.cache/phantombench/dime/<key>``, key =
-hash of the training dataset ids and the parameters that change the result); a later ``fit`` with the same key
-resumes from it. The final weights (``weights.pt``) carry the dataset id (manifest name, version,
-content_hash, path, sample indices) they were trained on, the parameters and the history; ``solve`` can load
-them with ``--param weights=PATH`` instead of fitting. Seeds: torch and the patch sampler are seeded from the
+Training runs in the shared loop (:mod:`phantombench.solvers.training`) and is resumable: a checkpoint (model,
+optimiser, schedule, scaler, step, RNG states, history) is written every ``val_every`` steps atomically into
+``checkpoint_dir`` (default ``~/.cache/phantombench/dime/<key>``, key = hash of the content fingerprints of the
+training and validation splits, the seed and the parameters that change the result); a later ``fit`` with the
+same key resumes from it. The final weights (``weights.pt``) carry the fingerprints of the data they were
+trained on, the parameters and the history; ``solve`` can load them with ``--param weights=PATH`` instead of
+fitting. Seeds: torch and the patch sampler are seeded from the
 run seed. Mixed precision (``amp``): ``"auto"`` uses float16 autocast with a gradient scaler on CUDA and
 full precision on the CPU; ``"bf16"`` forces bfloat16 autocast. CUDA when present (``self.device``).
 ``threads`` (default 1) sets torch's CPU threads: on the shared 2-core machine, 2 OpenMP threads made a training

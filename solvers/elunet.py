@@ -60,10 +60,12 @@ Training: Adam, lr 1e-3 for the network; the W1/W2 weights use a second Adam wit
 ascent) and lr ``weight_lr``. Batch norm runs in training mode throughout (one image; the prediction uses the
 same batch statistics the loss saw). Seeds: ``torch.manual_seed(self.seed)`` at the start of ``solve``.
 
-Checkpoints: with ``checkpoint=PATH`` the whole training state (network, batch-norm statistics, adaptive weights,
-both optimisers, epoch, elapsed budget, history) is saved every ``checkpoint_every_s`` and at the end, tagged with
-the solver and a hash of the observation; a later ``solve`` of the same observation resumes from it and spends
-only the rest of the budget (bit-identical to an uninterrupted run on the same device; tested).
+Training runs in the shared loop (:mod:`phantombench.solvers.training`). Checkpoints: with ``checkpoint=PATH``
+the whole training state (network, batch-norm statistics, adaptive weights, both optimisers, epoch, elapsed
+budget, history) is saved every ``checkpoint_every_s`` and at the end, tagged with the solver, a hash of the
+observation, the seed and the optimisation parameters (not the budget); a later ``solve`` of the same observation
+resumes from it and spends only the rest of the budget (bit-identical to an uninterrupted run on the same device;
+tested); a file of another observation is refused.
 
 Mixed precision (El-UNet only, ``amp="bf16"``, default ``"off"``): the encoder-decoder runs under bfloat16 autocast
 and the 1x1 output head in float32, so the (lam, mu, stress) maps the losses differentiate are float32 sums of
