@@ -1,13 +1,20 @@
-"""phantombench: FEM phantoms as versioned datasets, and a benchmark for inverse solvers."""
+"""phantombench: FEM phantoms as versioned datasets, and a benchmark for inverse solvers.
 
-import os as _os
+Importing the package is cheap (the solver worker process imports it first): :func:`open_dataset` and
+:class:`Dataset` load the store (zarr) on first use.
+"""
 
-# PETSc (imported by DOLFINx) otherwise installs C signal handlers that turn a SIGPIPE on a closed
-# socket -- an evaluation worker that died, a dask peer gone -- into an abort of the whole process.
-if "-no_signal_handler" not in _os.environ.get("PETSC_OPTIONS", ""):
-    _os.environ["PETSC_OPTIONS"] = (_os.environ.get("PETSC_OPTIONS", "") + " -no_signal_handler").strip()
+from __future__ import annotations
 
-from phantombench.store import Dataset, open_dataset  # noqa: E402
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Dataset", "open_dataset", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Dataset", "open_dataset"):
+        from phantombench import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'phantombench' has no attribute {name!r}")

@@ -1,17 +1,19 @@
-"""The ``phantombench`` command line."""
+"""The ``phantombench`` command line: builds the typer app from the data commands defined here and the
+command modules :mod:`~phantombench.cli_bench` (tasks, solvers, evaluate, submit, leaderboard) and
+:mod:`~phantombench.cli_papers` (reproduce). Nothing imports this module but the ``phantombench`` script."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from phantombench import cli_bench, cli_papers
+from phantombench.cli_common import CliError, err, handle_errors, out, parse_sets, progress
 
 app = typer.Typer(
     name="phantombench",
@@ -19,56 +21,7 @@ app = typer.Typer(
          "inspect, verify, show and export them.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-class CliError(Exception):
-    """An error the user can act on: printed as one line, exit code 2."""
-
-
-def _one_line(e: BaseException) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(e, ValidationError):
-        parts = [f"{'.'.join(str(x) for x in d['loc']) or 'config'}: {d['msg']}" for d in e.errors()]
-        return "invalid config: " + "; ".join(parts)
-    return " ".join(str(e).split())
-
-
-def handle_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from pydantic import ValidationError
-
-        from phantombench.store import StoreError
-
-        try:
-            return fn(*args, **kwargs)
-        except (CliError, ValueError, StoreError, ValidationError, FileNotFoundError, KeyError, IndexError,
-                PermissionError) as e:
-            err.print(f"[bold red]error:[/] {_one_line(e)}", soft_wrap=True, highlight=False)
-            raise typer.Exit(2) from None
-    return wrapper
-
-
-def _parse_sets(items: list[str] | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
-    return overrides
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err,
-                    transient=False)
+_parse_sets, _progress = parse_sets, progress   # (the names the data commands below use)
 
 
 @app.command()
@@ -98,6 +51,8 @@ def generate(
         raise CliError(f"--workers must be >= 0 (got {workers})")
     overrides = _parse_sets(set_)
     runner.resolve(generator, preset, overrides, n, seed)  # validate before any progress UI
+    runner.check_out(out_dir)
+    runner.check_scheduler(scheduler)
     if quiet:
         manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler)
     else:
@@ -143,13 +98,21 @@ def verify(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
            regenerate: Annotated[int, typer.Option(
                "--regenerate", help="Also regenerate this many samples (spread over the dataset) and compare "
                                     "them with the stored arrays within the manifest's regen_rtol.")] = 0) -> None:
-    """Re-hash every array against the manifest; exit 1 naming what is corrupt."""
+    """Check every file of the dataset (manifest seal, plan, card, zarr metadata, chunks, sha256 of every array,
+    sample counts, content hash, fingerprint); exit 1 naming each damaged file."""
     from phantombench import open_dataset, runner
-    from phantombench.store import verify_hashes
+    from phantombench.verify import verify_dataset
 
+    if regenerate < 0:
+        raise CliError("--regenerate must be >= 0")
+    problems, summary = verify_dataset(path)
+    if problems and not summary:   # the manifest itself is unusable: nothing more to check
+        for p in problems:
+            err.print(f"[red]corrupt[/] {p}", highlight=False)
+        err.print(f"[bold red]error:[/] {len(problems)} problem(s) in {path}")
+        raise typer.Exit(1)
     ds = open_dataset(path)
-    problems = verify_hashes(ds)
-    n_arrays = sum(len(r["sha256"]) for r in ds.manifest["samples"].values())
+    n_arrays = summary["arrays"]
     if regenerate < 0:
         raise CliError("--regenerate must be >= 0")
     if regenerate:
@@ -165,7 +128,8 @@ def verify(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
     if problems:
         err.print(f"[bold red]error:[/] {len(problems)} problem(s) in {path}")
         raise typer.Exit(1)
-    msg = f"[green]ok[/] {n_arrays} arrays in {len(ds)} samples match their sha256"
+    msg = (f"[green]ok[/] {n_arrays} arrays in {len(ds)} samples match their sha256; "
+           f"{summary['files']} files, manifest seal, plan and fingerprint check")
     if regenerate:
         msg += f"; {len(idx)} regenerated sample(s) agree within rtol {ds.manifest['regen_rtol']:g}"
     out.print(msg)
@@ -227,8 +191,9 @@ def presets(generator: Annotated[str | None, typer.Argument(help="Generator name
             out.print(f"  [cyan]{p}[/]: " + json.dumps(cfg), highlight=False, soft_wrap=True)
 
 
-from phantombench import cli_bench  # noqa: E402,F401  (registers evaluate/submit/leaderboard/... on app)
-from phantombench import reproduce  # noqa: E402,F401  (registers reproduce on app)
+# the other command modules add theirs (they import cli_common, never this module)
+cli_bench.register(app)
+cli_papers.register(app)
 
 
 def main() -> None:

@@ -1,6 +1,10 @@
-"""Benchmark commands of the ``phantombench`` CLI: tasks, solvers, official, evaluate, submit, leaderboard."""
+"""Benchmark commands of the ``phantombench`` CLI: tasks, solvers, official, evaluate, submit, leaderboard.
+
+:func:`register` adds them to the app that :mod:`phantombench.cli` builds."""
 
 from __future__ import annotations
+
+import os
 
 import json
 import sys
@@ -11,7 +15,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from phantombench.cli import CliError, _parse_sets, _progress, app, err, handle_errors, out
+from phantombench.cli_common import CliError, err, handle_errors, out
+from phantombench.cli_common import parse_sets as _parse_sets
+from phantombench.cli_common import progress as _progress
 
 
 def _solver_errors(fn):
@@ -31,6 +37,14 @@ def _solver_errors(fn):
     return wrapper
 
 
+def _check_device(device: str | None) -> None:
+    """--device accepts auto, cpu, cuda or cuda:N (whether CUDA is present is checked when the solver starts)."""
+    import re
+
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise CliError(f"--device must be auto, cpu, cuda or cuda:N (got {device!r})")
+
+
 def _metrics_table(record: dict, task) -> Table:
     t = Table("metric", "mean", "std", "median", "n", "better", box=None, pad_edge=False)
     for m in task.metrics:
@@ -41,7 +55,6 @@ def _metrics_table(record: dict, task) -> Table:
     return t
 
 
-@app.command()
 @handle_errors
 def tasks(name: Annotated[str | None, typer.Argument(help="Task name (default: all).")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the task descriptions as JSON.")] = False,
@@ -64,7 +77,6 @@ def tasks(name: Annotated[str | None, typer.Argument(help="Task name (default: a
                   soft_wrap=True)
 
 
-@app.command()
 @handle_errors
 def solvers() -> None:
     """List the solvers found (built in and installed entry points)."""
@@ -82,18 +94,27 @@ def solvers() -> None:
     out.print(t)
 
 
-@app.command("official")
 @handle_errors
 def official_cmd(task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
                  root: Annotated[Path, typer.Option("--root", help="Data root folder.")] = Path("data"),
                  generate_: Annotated[bool, typer.Option("--generate", help="Generate missing or unfinished "
                                                                             "official datasets.")] = False,
                  workers: Annotated[int | None, typer.Option("--workers", help="Local dask workers (0: in "
-                                                                               "process).")] = None) -> None:
-    """List the official datasets of each task (and their state under ROOT); --generate makes them."""
+                                                                               "process).")] = None,
+                 pin: Annotated[bool, typer.Option("--pin", help="Maintainers: pin the fingerprints of the "
+                                                                 "official datasets under ROOT as the reference "
+                                                                 "every regeneration is checked against.")] = False,
+                 ) -> None:
+    """List the official datasets of each task (their tier and state under ROOT); --generate makes them."""
     from phantombench import official as off
 
     ods = off.official(task) if task else off.all_official()
+    if pin:
+        ods = [od for od in ods if od.tier == "public" or os.environ.get(off.SECRET_ENV)]
+        refs = off.pin(ods, root)
+        for od in ods:
+            out.print(f"pinned {od.key:34s} {refs[od.key]['fingerprint']}", highlight=False)
+        return
     for od in ods:
         st = off.status(od, root)
         if generate_ and st != "ok":
@@ -102,11 +123,12 @@ def official_cmd(task: Annotated[str | None, typer.Option("--task", "-t", help="
                 off.ensure(od, root, workers=workers, progress=lambda d, t: prog.update(bar, completed=d))
             st = off.status(od, root)
         colour = "green" if st == "ok" else "yellow"
-        out.print(f"{od.task:18s} {od.key:34s} n={od.n:<4d} seed={od.seed}  {od.folder(root)}  [{colour}]{st}[/]",
+        seed = od.seed if od.tier == "public" else "secret"
+        out.print(f"{od.task:18s} {od.key:34s} n={od.n:<4d} {od.tier:8s} seed={seed}  {od.folder(root)}  "
+                  f"[{colour}]{st}[/]",
                   highlight=False)
 
 
-@app.command()
 @handle_errors
 @_solver_errors
 def evaluate(
@@ -138,6 +160,9 @@ def evaluate(
 
     t = get_task(task)
     params = _parse_sets(param)
+    _check_device(device)
+    if limit is not None and limit < 1:
+        raise CliError(f"--limit must be at least 1 (got {limit})")
     kw = dict(split=split, params=params, device=device, seed=seed, isolate=not in_process, timeout_s=timeout,
               time_limit_s=time_limit, train_dataset=train_dataset, limit=limit)
     if quiet or not err.is_terminal:
@@ -162,9 +187,10 @@ def evaluate(
     if r["cases"]["failed"]:
         err.print(f"[yellow]{r['cases']['failed']} of {r['cases']['n']} cases failed[/]")
     out.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False, soft_wrap=True)
+    if r["cases"]["failed"]:
+        raise typer.Exit(1)      # the outputs are written, but a run with a failed case is not a success
 
 
-@app.command()
 @handle_errors
 @_solver_errors
 def submit(
@@ -184,11 +210,18 @@ def submit(
     timeout: Annotated[float | None, typer.Option("--timeout", help="Per-case limit in s (default: the "
                                                                     "solver's budget + 10 % + 1 s).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Workers for generating missing data.")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Require the bubblewrap sandbox (default: use it "
+                                                            "when it can start, else record `sandbox: none`).")]
+    = False,
 ) -> None:
-    """Run the official evaluation of a solver and add it to the leaderboard -- or reject it with one line."""
+    """Run the official evaluation of a solver and add it to the leaderboard -- or reject it with one line.
+
+    The solver runs in a bubblewrap sandbox that hides the data root and the board and has no network; each
+    official dataset is checked against its pinned fingerprint first."""
     from phantombench.submit import SubmitError, submit as do_submit
 
     params = _parse_sets(param)
+    _check_device(device)
     import contextlib
 
     show = err.is_terminal
@@ -210,7 +243,7 @@ def submit(
 
             evs = do_submit(solver, task, board=board, data_root=data_root, presets=preset, params=params,
                             device=device, seed=seed, time_limit_s=time_limit, timeout_s=timeout, workers=workers,
-                            progress=cb, dataset_progress=gen_cb)
+                            progress=cb, dataset_progress=gen_cb, sandbox=True if sandbox else None)
     except SubmitError as e:
         err.print(f"[bold red]{e}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -222,7 +255,6 @@ def submit(
     out.print(f"board updated: {board / 'README.md'}, {board / 'index.html'}")
 
 
-@app.command()
 @handle_errors
 def leaderboard(
     board: Annotated[Path, typer.Option("--board", help="Leaderboard folder.")] = Path("leaderboard"),
@@ -247,3 +279,13 @@ def leaderboard(
             raise CliError(f"no record {remove!r} in {board}")
     md, page = lb.render(board)
     out.print(f"rendered {md} and {page} from {len(lb.load_records(board))} records")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the benchmark commands to ``app``."""
+    app.command()(tasks)
+    app.command()(solvers)
+    app.command("official")(official_cmd)
+    app.command()(evaluate)
+    app.command()(submit)
+    app.command()(leaderboard)

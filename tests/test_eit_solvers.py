@@ -168,7 +168,8 @@ def _fake_report(methods):
 
 
 def test_reproduce_table_has_both_columns_for_every_table2_row():
-    from phantombench.reproduce_eit import METHODS, PAPER_ROW, render
+    from phantombench.papers.cnn_pinn_eit import METHODS, PAPER_ROW
+    from phantombench.papers.cnn_pinn_eit_report import render
 
     md = render(_fake_report(METHODS))
     for c in (1, 2, 3):
@@ -184,7 +185,7 @@ def test_reproduce_table_has_both_columns_for_every_table2_row():
 def test_reproduce_smoke_writes_the_report(tmp_path):
     """The whole smoke protocol (datasets, baselines, stage-1 training, PINN per case): about 2.5 min on 2 cores,
     run in the fast set because it is what `phantombench reproduce cnn-pinn-eit` promises CI."""
-    from phantombench.reproduce_eit import run_cnn_pinn_eit
+    from phantombench.papers.cnn_pinn_eit import run as run_cnn_pinn_eit
 
     path = run_cnn_pinn_eit("smoke", data_root=tmp_path / "data", out_dir=tmp_path / "out", log=lambda *_: None)
     md = path.read_text()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import phantombench.reproduce  # noqa: F401  (registers the command on the app)
 from phantombench.cli import app
 
 MODELS = ("P El-UNet", "PS El-UNet", "PS-W1 El-UNet", "PS-W2 El-UNet", "dense PINN", "direct inversion (reference)")
@@ -84,7 +84,7 @@ def test_reproduce_rejects_bad_arguments(tmp_path):
     # budgets are per paper: only cnn-pinn-eit has 'medium'
     r = runner.invoke(app, ["reproduce", "dime", "--budget", "medium", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "smoke, paper" in r.output
-    from phantombench.reproduce_eit import BUDGETS
+    from phantombench.papers.cnn_pinn_eit import BUDGETS
     assert "medium" in BUDGETS and BUDGETS["medium"].n_train_per_case >= 10 * BUDGETS["smoke"].n_train_per_case
     assert not any(tmp_path.iterdir())
 
@@ -100,3 +100,59 @@ def test_reproduce_elunet_smoke_budget(tmp_path):
     # the homogeneous start is beaten by training: PS-W1 lowers MARE(E) on the soft case
     cv = res["cases"]["soft"]["models"]["W1"]["runs"][0]["curve"]["MARE_E"]
     assert cv[-1] < 0.7 * cv[0]
+
+
+@pytest.mark.parametrize("name", ["elunet", "dime", "cnn-pinn-eit"])
+def test_committed_reports_re_render_from_their_json(name):
+    """Each committed report is exactly what its paper's ``render`` makes of the JSON stored beside it (a report
+    is never edited by hand, and a change to a renderer shows up here)."""
+    from pathlib import Path
+
+    from phantombench.papers import get_paper
+
+    papers = Path(__file__).resolve().parents[1] / "leaderboard" / "papers"
+    res = json.loads((papers / f"{name}.json").read_text())
+    assert get_paper(name).render(res) == (papers / f"{name}.md").read_text()
+
+
+def test_elunet_findings_recomputed_from_the_json_match_the_report():
+    from pathlib import Path
+
+    from phantombench.papers.elunet_report import findings
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "leaderboard" / "papers" / "elunet.json").read_text())
+    assert findings(res) == res["findings"]
+
+
+def test_papers_are_registered_and_declare_their_budgets():
+    from phantombench.papers import get_paper, paper_names
+
+    assert {"elunet", "dime", "cnn-pinn-eit"} <= set(paper_names())
+    for name in ("elunet", "dime", "cnn-pinn-eit"):
+        p = get_paper(name)
+        assert p.name == name and list(p.budgets)[:1] == ["smoke"] and "paper" in p.budgets
+        with pytest.raises(ValueError, match="--budget must be one of"):
+            p.check_budget("huge")
+
+
+def test_shared_statistics_and_cells():
+    from phantombench.papers.common import clean, pm, stats
+
+    st = stats([1.0, 3.0, None, float("nan")])
+    assert st == {"mean": 2.0, "std": pytest.approx(2 ** 0.5), "n": 2}
+    assert stats([None]) == {"mean": None, "std": None, "n": 0}
+    assert stats([4.0])["std"] is None
+    # the three reports' cells: El-UNet (default), DIME, CNN-PINN
+    assert pm(st) == "2.0 ± 1.4" and pm(stats([])) == "failed"
+    assert pm(stats([4.0]), "{:.3f}", sep=" +- ", missing="--") == "4.000" and pm(None, missing="--") == "--"
+    assert pm(stats([4.0]), "{:.4f}", no_std="n/a (1 run)") == "4.0000 ± n/a (1 run)"
+    assert clean({1: [float("inf"), np.float32(0.5), np.int64(3)]}) == {"1": [None, 0.5, 3]}
+
+
+def test_whole_adds_an_all_split_without_touching_the_others(tmp_path):
+    from phantombench.papers.common import ALL, whole
+    from phantombench.store import Dataset
+
+    ds = Dataset(tmp_path, {"n": 3, "splits": {"train": ["000000"], "test": ["000002"]}})
+    w = whole(ds)
+    assert w.split(ALL) == [0, 1, 2] and w.split("test") == [2] and ALL not in ds.manifest["splits"]

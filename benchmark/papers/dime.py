@@ -1,0 +1,281 @@
+"""P2 DIME: a supervised CNN against the direct inversions (``phantombench reproduce dime``).
+
+Protocol (P2, scaled by the budget):
+
+1. make or reuse three ``liver-mre`` datasets under ``<data>/liver-mre/``: a training set of ``dime-liver``
+   phantoms (its train split trains, its val split picks the best weights), a held-out ``dime-liver`` test set
+   (other seed) and a held-out ``mdev-liver`` test set (7 frequencies, 30-90 Hz; other seed);
+2. train the DIME-style CNN (:mod:`phantombench.solvers.dime`) once per repeat (seed = repeat index) on the
+   training set only -- displacement/stiffness pairs from the FEM, nothing else;
+3. score every method with the ``mre`` task's own observation and truth (|G*| at 60 Hz, liver mask): the CNN
+   and AHI on the 60 Hz field, MDEV on all seven frequencies of the ``mdev-liver`` phantoms;
+4. write ``<out>/dime.md`` (the paper's numbers beside ours, mean +- std over repeats), ``dime.json`` (every
+   number), ``dime.png`` (truth, CNN, MDEV, AHI on held-out phantoms) and ``dime_training.png`` (loss curves).
+
+Two ways to compute r and R^2 are reported, because the paper's text does not say which it used: *per
+phantom* (over the liver pixels of each phantom, then the mean over phantoms -- the leaderboard's convention)
+and *pooled* (over the liver pixels of all test phantoms at once, which also rewards getting each phantom's
+overall stiffness level right, as a scatter plot over a test set does).
+
+What goes through the evaluation harness: AHI and MDEV on both test sets. What does not: the CNN is trained once
+per repeat in this process and that one trained network is scored on both test sets (the harness would fit it
+again for each), with its training history and metadata in the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phantombench.papers.common import Paper, dataset_name, ensure_dataset, stats, write_json
+from phantombench.papers.scoring import harness, require_ok, rows, solve_in_process
+
+PAPER_NUMBERS = {"r": 0.99, "R2": 0.98, "source": "P2 (arXiv 2512.13010): simulated liver phantoms, DIME vs ground "
+                 "truth; better than MMDI; in vivo 15 subjects"}
+
+
+@dataclass(frozen=True)
+class DimeBudget:
+    n_train: int          # dime-liver training phantoms (80 % train, 10 % val, 10 % unused by the split rule)
+    n_test: int           # held-out dime-liver phantoms
+    n_mdev: int           # held-out mdev-liver phantoms
+    width: int
+    depth: int
+    crop: int
+    batch: int
+    steps: int
+    val_every: int
+    repeats: int
+    note: str
+
+
+BUDGETS: dict[str, DimeBudget] = {
+    "smoke": DimeBudget(12, 3, 2, 8, 4, 64, 8, 600, 100, 1,
+                        "12 training phantoms, 600 steps (batch 8, 64-pixel patches) of a width-8 UNet, 1 repeat "
+                        "(minutes on one CPU core; checks the pipeline end to end, far from the paper's budget)"),
+    "paper": DimeBudget(200, 16, 8, 16, 4, 96, 8, 4000, 250, 3,
+                        "200 training phantoms (160 train, 20 val), 4000 steps (batch 8, 96-pixel patches) of a "
+                        "width-16 UNet, 3 repeats (about 1 h per repeat on one shared CPU core)"),
+}
+
+SEEDS = {"train": 1001, "test": 2002, "mdev": 3003}   # distinct from the tuning sets (seed 100) and official sets
+SIGNAL_SNR = 10.0   # "signal" pixels: clean wave amplitude >= 10 x the noise std (20 dB local SNR)
+SET_METRICS = ("CC", "R2", "MARE", "pooled_CC", "pooled_R2", "solve_s", "CC_signal", "signal_fraction")
+
+
+def _dataset_id(ds) -> dict[str, Any]:
+    m = ds.manifest
+    return {"name": m["name"], "version": m["version"], "content_hash": m["content_hash"], "seed": m["seed"],
+            "n": m["n"], "path": str(ds.path), "generation_wall_s": m.get("provenance", {}).get(
+                "generation_wall_seconds")}
+
+
+def _signal_pixels(ds, i: int, scored: np.ndarray) -> np.ndarray:
+    """Scored pixels where the clean displacement at the scored frequency (nearest 60 Hz) stands at least
+    SIGNAL_SNR times above the noise std of this sample (std of noisy - clean over the body mask). A diagnostic of
+    the data, read from the dataset by the report, never shown to a solver."""
+    g = ds.group(i)
+    f = np.asarray(g["frequencies"][...], float)
+    j = int(np.argmin(np.abs(f - 60.0)))
+    u = np.asarray(g["u_re"][j], float) + 1j * np.asarray(g["u_im"][j], float)          # (C, H, W)
+    un = np.asarray(g["u_noisy_re"][j], float) + 1j * np.asarray(g["u_noisy_im"][j], float)
+    body = np.asarray(g["mask"][...], bool)
+    amp = np.sqrt((np.abs(u) ** 2).sum(axis=0))
+    noise = np.abs(un - u)[:, body]
+    sigma = float(np.sqrt(np.mean(noise ** 2) / 2)) or 1e-300   # per real component
+    return scored & (amp >= SIGNAL_SNR * sigma)
+
+
+def _set_scores(ds, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-phantom and pooled r / R^2, MARE, r over the signal pixels and the median solve time of one method on
+    one test set, from its per-case dicts (:func:`~phantombench.papers.scoring.rows`)."""
+    from phantombench import metrics as M
+
+    per: dict[str, list[float]] = {"CC": [], "R2": [], "MARE": [], "solve_s": [], "CC_signal": []}
+    fractions, pool_p, pool_t = [], [], []
+    for c in cases:
+        m, t, g = c["truth"]["_mask"], c["truth"]["abs_G"], c["pred"]["abs_G"]
+        sig = _signal_pixels(ds, c["index"], m)
+        fractions.append(float(sig.sum() / max(m.sum(), 1)))
+        for k, metric in (("CC", "CC_absG"), ("R2", "R2_absG"), ("MARE", "MARE_absG")):
+            per[k].append(c["metrics"][metric])
+        per["CC_signal"].append(M.pearson(g, t, sig) if sig.sum() > 10 else float("nan"))
+        per["solve_s"].append(c["solve_s"])
+        pool_p.append(g[m])
+        pool_t.append(t[m])
+    p, t = np.concatenate(pool_p), np.concatenate(pool_t)
+    return {"per_case": per, "CC": float(np.mean(per["CC"])), "R2": float(np.mean(per["R2"])),
+            "MARE": float(np.mean(per["MARE"])), "pooled_CC": M.pearson(p, t), "pooled_R2": M.r2(p, t),
+            "CC_signal": float(np.nanmean(per["CC_signal"])), "signal_fraction": float(np.mean(fractions)),
+            "solve_s": float(np.median(per["solve_s"]))}
+
+
+def _example(task, ds, by_method: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The first phantom of a test set for the figure: truth, liver and body masks, each method's |G*|."""
+    first = next(iter(by_method.values()))[0]
+    obs = task.observation(ds, first["index"])
+    return {"truth": first["truth"]["abs_G"], "mask": first["truth"]["_mask"], "body": np.asarray(obs["mask"], bool),
+            "pred": {name: cs[0]["pred"]["abs_G"] for name, cs in by_method.items()}}
+
+
+def _baselines(task, sets: dict[str, Any], log) -> tuple[dict[str, Any], dict[str, list]]:
+    """AHI on both test sets and MDEV on the multi-frequency one, through the evaluation harness."""
+    log("scoring AHI and MDEV (evaluation harness) ...")
+    out: dict[str, Any] = {"test_dime": {}, "test_mdev": {}, "params": {}}
+    cases: dict[str, dict[str, list]] = {"test_dime": {}, "test_mdev": {}}
+    for where, name, spec in (("test_dime", "AHI", "ahi"), ("test_mdev", "AHI", "ahi"), ("test_mdev", "MDEV", "mdev")):
+        ev = harness(spec, task, sets[where])
+        cases[where][name] = rows(ev, task)
+        out[where][name] = _set_scores(sets[where], cases[where][name])
+        out["params"][name] = ev.record["solver"]["params"]
+    return out, cases
+
+
+@dataclass(frozen=True)
+class Settings:
+    budget: str
+    repeats: int
+    width: int
+    steps: int
+    threads: int
+    device: str
+    seconds: float | None
+    work: Path
+
+
+def _datasets(b: DimeBudget, data_root: Path, workers, log) -> dict[str, Any]:
+    def make(preset, n, seed, role):
+        return ensure_dataset("liver-mre", preset, n, seed, dataset_name("dime", role, n, seed), data_root, log,
+                              workers=workers)
+
+    return {"train": make("dime-liver", b.n_train, SEEDS["train"], "train"),
+            "test_dime": make("dime-liver", b.n_test, SEEDS["test"], "test"),
+            "test_mdev": make("mdev-liver", b.n_mdev, SEEDS["mdev"], "test")}
+
+
+def run(budget: str = "smoke", repeats: int | None = None, data_root: Path = Path("data"),
+        out_dir: Path = Path("leaderboard/papers"), seconds: float | None = None, width: int | None = None,
+        device: str | None = None, threads: int = 0, workers: int | None = None, steps: int | None = None,
+        work_dir: Path | None = None, log=print, **_: Any) -> Path:
+    """Run the DIME reproduction; return the path of the markdown report.
+
+    ``seconds`` caps the CNN's training wall time per repeat (default: no cap beyond the solver's fit budget);
+    ``width``/``steps`` override the budget's network width and training steps; ``threads`` sets torch's CPU
+    threads (default 1: on a shared machine more threads can be much slower); ``work_dir`` holds checkpoints and
+    weights (default ``results/reproduce/dime-<budget>``).
+    """
+    import torch
+
+    from phantombench.solvers.base import resolve_device
+    from phantombench.tasks import get_task
+
+    PAPER.check_budget(budget)
+    b = BUDGETS[budget]
+    st = Settings(budget, int(repeats or b.repeats), int(width or b.width), int(steps or b.steps),
+                  int(threads) if threads and threads > 0 else 1, resolve_device(device), seconds,
+                  Path(work_dir) if work_dir else Path("results") / "reproduce" / f"dime-{budget}")
+    torch.set_num_threads(st.threads)
+    task = get_task("mre")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    st.work.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    sets = _datasets(b, Path(data_root), workers, log)
+    t_data = time.perf_counter() - t_all
+    tr_idx, va_idx = sets["train"].split("train"), sets["train"].split("val")
+    results: dict[str, Any] = {
+        "paper": "dime", "budget": budget, "budget_note": b.note, "budget_params": asdict(b), "repeats": st.repeats,
+        "width": st.width, "steps": st.steps, "device": st.device, "threads": st.threads,
+        "datasets": {"train": {**_dataset_id(sets["train"]), "train_samples": len(tr_idx), "val_samples": len(va_idx)},
+                     "test_dime": _dataset_id(sets["test_dime"]), "test_mdev": _dataset_id(sets["test_mdev"])},
+        "paper_numbers": PAPER_NUMBERS, "runs": [], "baselines": {},
+    }
+    results["baselines"], base_cases = _baselines(task, sets, log)
+    fig_examples: dict[str, Any] = {}
+    histories = []
+    for r in range(st.repeats):
+        run_, cnn_cases, history = _repeat(task, sets, r, b, st, log)
+        results["runs"].append(run_)
+        histories.append(history)
+        if r == 0:
+            fig_examples = {k.removeprefix("test_"): [_example(task, sets[k], {"CNN": cnn_cases[k], **base_cases[k]})]
+                            for k in ("test_dime", "test_mdev")}
+        if r < st.repeats - 1:   # a partial report after every repeat (a long run that is stopped keeps its numbers)
+            _write(results, fig_examples, histories, out_dir, t_all, t_data)
+    return _write(results, fig_examples, histories, out_dir, t_all, t_data)
+
+
+def _repeat(task, sets, r: int, b: DimeBudget, st: Settings, log) -> tuple[dict, dict, list]:
+    """Train the CNN with seed ``r`` (in this process) and score it on both test sets."""
+    from phantombench.solvers.base import Cases
+    from phantombench.solvers.dime import DIME
+
+    ds = sets["train"]
+    tr_idx, va_idx = ds.split("train"), ds.split("val")
+    params = {"width": st.width, "depth": b.depth, "crop": b.crop, "batch": b.batch, "steps": st.steps,
+              "val_every": b.val_every, "threads": st.threads, "checkpoint_dir": str(st.work / f"seed{r}"),
+              "save_weights": str(st.work / f"weights_seed{r}.pt"), "progress": True}
+    if st.seconds:
+        params["max_fit_s"] = float(st.seconds)
+    cnn = DIME(task, params=params, device=st.device, seed=r)
+    log(f"training dime-cnn, repeat {r + 1}/{st.repeats} ({len(tr_idx)} train / {len(va_idx)} val phantoms, "
+        f"{st.steps} steps, width {st.width}) ...")
+    t0 = time.perf_counter()
+    cnn.fit(Cases(task, ds, tr_idx), Cases(task, ds, va_idx))
+    fit_s = time.perf_counter() - t0
+    cases, scores = {}, {}
+    for where in ("test_dime", "test_mdev"):
+        t = sets[where]
+        cases[where] = require_ok("CNN", solve_in_process(task, cnn, [(task.observation(t, i), task.truth(t, i))
+                                                                       for i in range(len(t))]))
+        scores[where] = _set_scores(t, cases[where])
+    m = cnn.meta
+    run_ = {"seed": r, "fit_s": m["train_seconds_total"], "fit_s_this_call": fit_s, **scores,
+            **{k: m[k] for k in ("steps_done", "resumed_from_step", "stopped_early", "n_parameters",
+                                 "best_val_loss", "weights")}}
+    log(f"  CNN r {scores['test_dime']['CC']:.3f} (dime test), {scores['test_mdev']['CC']:.3f} (mdev test); training "
+        f"{m['train_seconds_total']:.0f} s" + (f" (resumed at step {m['resumed_from_step']})"
+                                               if m["resumed_from_step"] else ""))
+    return run_, cases, cnn.history
+
+
+def _write(results, fig_examples, histories, out_dir: Path, t_all: float, t_data: float) -> Path:
+    """Aggregate the repeats done so far and write dime.md, dime.json and the figures."""
+    import torch
+
+    from phantombench.papers import dime_report as report
+    from phantombench.provenance import git_commit, hardware, package_versions
+
+    runs = results["runs"]
+    results["repeats_done"] = len(runs)
+    results["cnn"] = {where: {k: stats([run_[where][k] for run_ in runs]) for k in SET_METRICS
+                              if all(k in run_[where] for run_ in runs)} for where in ("test_dime", "test_mdev")}
+    results["fit_s"] = stats([run_["fit_s"] for run_ in runs])
+    results["wall_s"] = time.perf_counter() - t_all
+    results["data_s"] = t_data
+    dev = results["device"]
+    results["hardware"] = {**hardware(), "device": dev, "torch_threads": results["threads"],
+                           "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else None}
+    results["git_commit"] = git_commit()
+    results["packages"] = {k: v for k, v in package_versions().items() if k in ("phantombench", "torch", "numpy")}
+    results["created"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results["goal"] = report.goal(results)
+    report.figures(fig_examples, histories, out_dir)
+    write_json(out_dir / "dime.json", results)
+    md = out_dir / "dime.md"
+    md.write_text(report.render(results))
+    return md
+
+
+def _render(results: dict[str, Any]) -> str:
+    from phantombench.papers.dime_report import render
+
+    return render(results)
+
+
+PAPER = Paper(name="dime", title="P2 DIME: deep-learning inversion for MR elastography", budgets=BUDGETS, run=run,
+              render=_render)
