@@ -160,7 +160,7 @@ def _goal_section(res: dict[str, Any]) -> list[str]:
         "The paper reports r = 0.99 and R^2 = 0.98 for DIME on simulated liver phantoms and that DIME beats MMDI; it "
         "gives no AHI/MDEV numbers on its phantoms (\"not reported\"). MMDI is not implemented here.",
         "",
-        "## Goal (issue 6): CNN r >= 0.95 on held-out phantoms and better than MDEV",
+        "## Goal: CNN r >= 0.95 on held-out phantoms and better than MDEV",
         "",
         f"* CNN r >= 0.95 per phantom (dime-liver test): **{yn[g['cnn_r_ge_0.95']]}** "
         f"({_pm(cn['test_dime']['CC'])}); pooled: **{yn[g['cnn_pooled_r_ge_0.95']]}** "

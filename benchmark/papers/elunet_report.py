@@ -344,7 +344,7 @@ def _loss_section(results: dict[str, Any], cases: list[str]) -> list[str]:
 def _findings_section(results: dict[str, Any]) -> list[str]:
     L = ["", "## The paper's findings beside ours", "", "| finding | paper | ours | verdict |", "|---|---|---|---|"]
     L += [f"| {f['finding']} | {f['paper']} | {f['ours']} | **{f['verdict']}** |" for f in results["findings"]]
-    L += ["", "The paper's findings are directions, not numbers (PAPERS.md lists no table values); a verdict here "
+    L += ["", "The paper's findings are directions, not numbers (no table values of the paper are compared here); a verdict here "
           "holds for this budget only. At CPU budgets the networks see hundreds to a few thousand epochs (the "
           "table's last column) instead of the "
           "paper's tens of thousands, so a finding that needs long training cannot show.", ""]
