@@ -21,7 +21,6 @@ app = typer.Typer(
          "inspect, verify, show and export them.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-_parse_sets, _progress = parse_sets, progress   # (the names the data commands below use)
 
 
 @app.command()
@@ -49,14 +48,14 @@ def generate(
         raise CliError("give either --workers or --scheduler, not both")
     if workers is not None and workers < 0:
         raise CliError(f"--workers must be >= 0 (got {workers})")
-    overrides = _parse_sets(set_)
+    overrides = parse_sets(set_)
     runner.resolve(generator, preset, overrides, n, seed)  # validate before any progress UI
     runner.check_out(out_dir)
     runner.check_scheduler(scheduler)
     if quiet:
         manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler)
     else:
-        with _progress() as prog:
+        with progress() as prog:
             task = prog.add_task(f"{generator}/{preset}", total=n)
             manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler,
                                        progress=lambda done, total: prog.update(task, completed=done))
@@ -118,7 +117,7 @@ def verify(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
     if regenerate:
         idx = sorted({int(round(x)) for x in
                       __import__("numpy").linspace(0, len(ds) - 1, min(regenerate, len(ds)))})
-        with _progress() as prog:
+        with progress() as prog:
             task = prog.add_task("regenerating", total=len(idx))
             for i in idx:
                 problems += runner.regenerate_and_compare(ds, [i])

@@ -15,9 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from phantombench.cli_common import CliError, err, handle_errors, out
-from phantombench.cli_common import parse_sets as _parse_sets
-from phantombench.cli_common import progress as _progress
+from phantombench.cli_common import CliError, err, handle_errors, out, parse_sets, progress
 
 
 def _solver_errors(fn):
@@ -118,7 +116,7 @@ def official_cmd(task: Annotated[str | None, typer.Option("--task", "-t", help="
     for od in ods:
         st = off.status(od, root)
         if generate_ and st != "ok":
-            with _progress() as prog:
+            with progress() as prog:
                 bar = prog.add_task(od.key, total=od.n)
                 off.ensure(od, root, workers=workers, progress=lambda d, t: prog.update(bar, completed=d))
             st = off.status(od, root)
@@ -159,7 +157,7 @@ def evaluate(
     from phantombench.tasks import get_task
 
     t = get_task(task)
-    params = _parse_sets(param)
+    params = parse_sets(param)
     _check_device(device)
     if limit is not None and limit < 1:
         raise CliError(f"--limit must be at least 1 (got {limit})")
@@ -168,7 +166,7 @@ def evaluate(
     if quiet or not err.is_terminal:
         ev = ev_mod.evaluate(solver, t, dataset, **kw)
     else:
-        with _progress() as prog:
+        with progress() as prog:
             prog.live.transient = True  # the summary below replaces the bar
             bar = prog.add_task(f"{solver} on {dataset.name}", total=None)
             ev = ev_mod.evaluate(solver, t, dataset, **kw,
@@ -220,13 +218,13 @@ def submit(
     official dataset is checked against its pinned fingerprint first."""
     from phantombench.submit import SubmitError, submit as do_submit
 
-    params = _parse_sets(param)
+    params = parse_sets(param)
     _check_device(device)
     import contextlib
 
     show = err.is_terminal
     try:
-        with (_progress() if show else contextlib.nullcontext()) as prog:
+        with (progress() if show else contextlib.nullcontext()) as prog:
             if prog is not None:
                 prog.live.transient = True  # the verdict below replaces the bars
             bars: dict[str, int] = {}

@@ -226,7 +226,8 @@ def _time_section(res: dict[str, Any]) -> list[str]:
                     if d[k].get("generation_wall_s") is not None) + ".",
         f"* this invocation: {res['wall_s']:.0f} s wall (data {res['data_s']:.0f} s: generation, or ~0 when reused).",
         f"* inference per phantom (median): CNN {_pm(cn['test_dime']['solve_s'], '{:.3f}')} s, "
-        f"AHI {bl['test_dime']['AHI']['solve_s']:.3f} s, MDEV (7 frequencies) {bl['test_mdev']['MDEV']['solve_s']:.3f} s.",
+        f"AHI {bl['test_dime']['AHI']['solve_s']:.3f} s, "
+        f"MDEV (7 frequencies) {bl['test_mdev']['MDEV']['solve_s']:.3f} s.",
         f"* hardware: {hw['cpu']} ({hw['cores']} cores), device `{hw['device']}`"
         + (f" ({hw['gpu']})" if hw.get("gpu") else "") + f", torch threads {hw['torch_threads']}; "
         f"torch {res['packages'].get('torch')}, git {res['git_commit']}, {res['created']}.",

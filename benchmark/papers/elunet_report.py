@@ -344,10 +344,10 @@ def _loss_section(results: dict[str, Any], cases: list[str]) -> list[str]:
 def _findings_section(results: dict[str, Any]) -> list[str]:
     L = ["", "## The paper's findings beside ours", "", "| finding | paper | ours | verdict |", "|---|---|---|---|"]
     L += [f"| {f['finding']} | {f['paper']} | {f['ours']} | **{f['verdict']}** |" for f in results["findings"]]
-    L += ["", "The paper's findings are directions, not numbers (no table values of the paper are compared here); a verdict here "
-          "holds for this budget only. At CPU budgets the networks see hundreds to a few thousand epochs (the "
-          "table's last column) instead of the "
-          "paper's tens of thousands, so a finding that needs long training cannot show.", ""]
+    L += ["", "The paper's findings are directions, not numbers (no table values of the paper are compared "
+          "here); a verdict here holds for this budget only. At CPU budgets the networks see hundreds to a few "
+          "thousand epochs (the table's last column) instead of the paper's tens of thousands, so a finding that "
+          "needs long training cannot show.", ""]
     pb = BUDGETS["paper"]
     n_learned = sum(m["key"] != "direct" for m in results["models"])
     hours = n_learned * len(CASES) * pb.repeats * pb.train_time_s / 3600
