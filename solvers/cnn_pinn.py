@@ -73,7 +73,6 @@ Parameters that must reach the solver from the dataset config (protocol, electro
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,61 +279,80 @@ def downsample_potential(pot: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
     return mean, fin
 
 
+@dataclass
+class PINNData:
+    """The fixed tensors of a stage-2 fit: collocation points (all mask pixels), which of them are interior and
+    boundary points, the potential's derivatives there and the boundary data."""
+
+    xy_all: torch.Tensor        # (N, 2) every mask pixel
+    idx_int: torch.Tensor       # indices of the interior points among them
+    idx_b: torch.Tensor         # indices of the boundary points
+    Ux: torch.Tensor            # (P, N_int) dU/dx, dU/dy, lap U at the interior points
+    Uy: torch.Tensor
+    lap: torch.Tensor
+    dUdn: torch.Tensor          # (P, Nb) normal derivative at the boundary points
+    j: torch.Tensor             # (P, Nb) inward current density
+
+
+def pinn_data(U: np.ndarray, geom: PINNGeometry, device: str = "cpu") -> PINNData:
+    """Finite differences of the potential images U (P, n, n) and the collocation data on ``geom``."""
+    dev = torch.device(device)
+    Uf = np.where(geom.mask[None], np.nan_to_num(np.asarray(U, dtype=np.float64)), 0.0)
+    Ux, Uy, lap = fd_derivatives(Uf, geom.h)
+    gx, gy = one_sided_gradient(Uf, geom.mask, geom.h)
+    I, B, M_all = geom.interior, geom.boundary, geom.mask
+    dUdn = gx[:, B] * geom.normal[:, 0] + gy[:, B] * geom.normal[:, 1]  # (P, Nb)
+    T = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)  # noqa: E731
+    # TV/hinge points = interior + boundary = all mask pixels; sigma and its gradient are computed once on all
+    return PINNData(T(np.column_stack([geom.X[M_all], geom.Y[M_all]])),
+                    torch.as_tensor(np.flatnonzero(I[M_all]), device=dev),
+                    torch.as_tensor(np.flatnonzero(B[M_all]), device=dev),
+                    T(Ux[:, I]), T(Uy[:, I]), T(lap[:, I]), T(dUdn), T(geom.j))
+
+
 def fit_sigma(U: np.ndarray, geom: PINNGeometry, sigma0: float, *, epochs: int = 2000, lr: float = 1e-3,
               weights: dict[str, float] | None = None, tv_form: str = "squared", sigma_min: float | None = None,
               width: int = 64, n_hidden: int = 4, time_limit_s: float | None = None, seed: int = 0,
               device: str = "cpu", log_every: int = 0, residual_form: str = "divergence",
               pde_weight_scale: float = 1.0) -> tuple[SigmaMLP, dict[str, list[float]]]:
-    """Stage 2: fit sigma(x, y) to the potential images U (P, n, n) (NaN/anything outside ``geom.mask``)."""
+    """Stage 2: fit sigma(x, y) to the potential images U (P, n, n) (NaN/anything outside ``geom.mask``), in the
+    shared training loop: Adam, the learning rate times 0.9 every 200 epochs, ``epochs`` epochs or
+    ``time_limit_s`` seconds (at least one epoch). Returns the MLP and the per-epoch loss terms."""
     torch.manual_seed(seed)
     w = {**P3_WEIGHTS, **(weights or {})}
     w["alpha"] *= pde_weight_scale
     w["beta"] *= pde_weight_scale
     sigma_min = sigma0 if sigma_min is None else sigma_min
-    dev = torch.device(device)
-    dt = torch.float32
-    Uf = np.where(geom.mask[None], np.nan_to_num(np.asarray(U, dtype=np.float64)), 0.0)
-    Ux, Uy, lap = fd_derivatives(Uf, geom.h)
-    I = geom.interior
-    gx, gy = one_sided_gradient(Uf, geom.mask, geom.h)
-    B = geom.boundary
-    dUdn = gx[:, B] * geom.normal[:, 0] + gy[:, B] * geom.normal[:, 1]  # (P, Nb)
-    T = lambda a: torch.as_tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
-    xy_int = T(np.column_stack([geom.X[I], geom.Y[I]]))
-    xy_b = T(np.column_stack([geom.X[B], geom.Y[B]]))
-    M_all = geom.mask
-    xy_all = T(np.column_stack([geom.X[M_all], geom.Y[M_all]]))
-    Uxi, Uyi, lapi = T(Ux[:, I]), T(Uy[:, I]), T(lap[:, I])
-    dUdn_t, j_t = T(dUdn), T(geom.j)
-    # TV/hinge points = interior + boundary = all mask pixels; compute sigma and grad once on all of them
-    idx_int = torch.as_tensor(np.flatnonzero(I[M_all]), device=dev)
-    idx_b = torch.as_tensor(np.flatnonzero(B[M_all]), device=dev)
-    net = SigmaMLP(width, n_hidden, sigma0).to(dev)
+    d = pinn_data(U, geom, device)
+    net = SigmaMLP(width, n_hidden, sigma0).to(torch.device(device))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=200, gamma=0.9)
     hist: dict[str, list[float]] = {k: [] for k in ("total", "pde", "topM", "neumann", "boundary", "tv", "hinge",
                                                      "weight_decay", "time_s")}
-    t0 = time.perf_counter()
-    for ep in range(epochs):
-        opt.zero_grad(set_to_none=True)
-        s, gs = net.value_and_grad(xy_all)
+    terms: dict[str, torch.Tensor] = {}
+
+    def loss(step: int) -> torch.Tensor:
+        s, gs = net.value_and_grad(d.xy_all)
+        si = s[d.idx_int]
         if residual_form == "divergence":
-            r = pde_residual(s[idx_int], gs[idx_int, 0], gs[idx_int, 1], Uxi, Uyi, lapi)
+            r = pde_residual(si, gs[d.idx_int, 0], gs[d.idx_int, 1], d.Ux, d.Uy, d.lap)
         else:  # "log": the same PDE divided by sigma, lap U + grad(ln sigma) . grad U
-            si = s[idx_int]
-            r = pde_residual(torch.ones_like(si), gs[idx_int, 0] / si, gs[idx_int, 1] / si, Uxi, Uyi, lapi)
-        terms = p3_loss_terms(r, s[idx_b], dUdn_t, j_t, sigma0, gs, s, net.weight_norm2(), w, sigma_min, tv_form)
-        terms["total"].backward()
-        opt.step()
-        sched.step()
+            r = pde_residual(torch.ones_like(si), gs[d.idx_int, 0] / si, gs[d.idx_int, 1] / si, d.Ux, d.Uy, d.lap)
+        terms.update(p3_loss_terms(r, s[d.idx_b], d.dUdn, d.j, sigma0, gs, s, net.weight_norm2(), w, sigma_min,
+                                   tv_form))
+        return terms["total"]
+
+    def on_step(epoch: int, t: float, value: float) -> None:
         for k in hist:
             if k != "time_s":
                 hist[k].append(float(terms[k].detach()))
-        hist["time_s"].append(time.perf_counter() - t0)
-        if log_every and ep % log_every == 0:
-            print(ep, {k: round(v[-1], 6) for k, v in hist.items()})
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
-            break
+        hist["time_s"].append(t)
+        if log_every and (epoch - 1) % log_every == 0:
+            print(epoch - 1, {k: round(v[-1], 6) for k, v in hist.items()})
+
+    budget = Budget(int(epochs), time_limit_s, cumulative=False)
+    Trainer(net, [opt], budget, loss=loss, schedulers=[sched], on_step=on_step, unit="epoch",
+            stop_on_nonfinite=False).run()
     return net, hist
 
 
