@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from phantombench.papers.common import pm, use_agg
-from phantombench.papers.dime import PAPER_NUMBERS as PAPER, SIGNAL_SNR
+from phantombench.papers.dime import PAPER_NUMBERS as PAPER, SIGNAL_SNR, TABLE
 
 
 def goal(res: dict[str, Any]) -> dict[str, Any]:
@@ -146,10 +146,10 @@ def _table(res: dict[str, Any]) -> list[str]:
                 f"{_f3(x['pooled_CC'])} | {_f3(x['pooled_R2'])} | {x['MARE']:.1f} |")
 
     d = res["datasets"]
-    ld, lm = f"dime-liver, {d['test_dime']['n']} phantoms, 60 Hz", f"mdev-liver, {d['test_mdev']['n']} phantoms"
-    return L + [row_cnn("test_dime", ld), row_base("AHI", "test_dime", ld),
-                row_cnn("test_mdev", lm + ", 60 Hz"), row_base("AHI", "test_mdev", lm + ", 60 Hz"),
-                row_base("MDEV", "test_mdev", lm + ", 30-90 Hz")]
+    for name, where, freq in TABLE:
+        label = f"{d[where]['name'].split('/')[-1]}, {d[where]['n']} phantoms, {freq}"
+        L.append(row_cnn(where, label) if name == "CNN" else row_base(name, where, label))
+    return L
 
 
 def _goal_section(res: dict[str, Any]) -> list[str]:
