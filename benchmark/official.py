@@ -39,6 +39,8 @@ class OfficialDataset:
     overrides: dict[str, Any] = field(default_factory=dict)
     split: str = "test"
     tier: str = "public"         # or "verified": seeded from the maintainers' secret (see the module docstring)
+    purpose: str = "benchmark"   # or "verification": an exact check of the solvers (e.g. a homogeneous phantom,
+    #                              where a nominal constant can be right), not a ranking
 
     @property
     def key(self) -> str:
@@ -69,7 +71,7 @@ BRAIN_OFFICIAL: tuple[OfficialDataset, ...] = (
 )
 # liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
 MRE_OFFICIAL: tuple[OfficialDataset, ...] = (
-    OfficialDataset("mre", "liver-mre", "homogeneous", n=1),
+    OfficialDataset("mre", "liver-mre", "homogeneous", n=1, purpose="verification"),
     OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
     OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
 )

@@ -15,6 +15,7 @@ from phantombench import leaderboard as lb
 from phantombench.evaluate import evaluate
 from phantombench.submit import SubmitError, submit
 from phantombench.tasks import TASKS
+from phantombench.board_render import num as lb_num
 from tests.bench_helpers import tree_digest
 
 PB = str(Path(sys.executable).with_name("phantombench"))
@@ -39,13 +40,12 @@ def test_render_tables_best_marked_and_deterministic(evaluations, tmp_path):
     for name in TASKS:
         assert f"## {name}" in md
     assert md.count("_No records yet._") == 2                  # mre and eit
-    rows = [ln for ln in md.splitlines() if ln.startswith("| constant") or ln.startswith("| learner")]
+    rows = [ln for ln in md.splitlines() if re.match(r"^\| \d+ \| (constant|learner)", ln)]
     assert len(rows) == 3
-    # the constant with value_nu=0.40 has the better MARE_nu on this dataset (true nu: 0.35 bg, 0.45 disc)
-    maren = {r.record["solver"]["params"].get("value_nu"): r.record["metrics"]["MARE_nu"]["mean"] for r in
-             evaluations[:2]}
-    best = min(maren.values())
-    assert f"**{lb._num(best)}**" in md
+    # ranked by the main metric (MARE_E), best first, bold, with its verdict; the learner is clearly worse
+    best = min(r.record["metrics"]["MARE_E"]["mean"] for r in evaluations)
+    assert rows[0].startswith("| 1 |") and f"**{lb_num(best)}**" in rows[0] and "| best |" in rows[0]
+    assert "Main metric: **MARE_E** ↓" in md
     assert "content sha256 `" + evaluations[0].record["dataset"]["content_hash"] + "`" in md
     assert lb.check(board) == []
     before = tree_digest(board)
@@ -128,8 +128,8 @@ def test_cli_submit_accepts_and_rejects(seeded_board, data_root, broken_solvers,
     md = (board / "README.md").read_text()
     assert md.count("| constant 1.0.0 |") == 2 and md.count("| direct-elasticity 1.0.0 |") == 1
     # the direct inversion is the best MARE_E on the board, and marked so
-    row = next(ln for ln in md.splitlines() if ln.startswith("| direct-elasticity"))
-    assert re.search(r"\| \*\*[0-9.]+\*\* \|", row)
+    row = next(ln for ln in md.splitlines() if "| direct-elasticity 1.0.0 |" in ln)
+    assert row.startswith("| 1 |") and re.search(r"\| \*\*[0-9.]+\*\*", row)
     p = subprocess.run([PB, "leaderboard", "--board", str(board), "--check"], capture_output=True, text=True)
     assert p.returncode == 0 and "up to date (3 records)" in p.stdout
 
@@ -151,7 +151,7 @@ def test_html_page_in_headless_chromium(evaluations, tmp_path):
     page = board / "index.html"
     html = page.read_text()
     assert "<script src" not in html and "<link" not in html          # self-contained
-    assert html.count("data:image/png;base64,") == 3 and html.count("<svg") == 4   # thumbnails, charts
+    assert html.count("data:image/png;base64,") == 3 and html.count("<svg") == 1   # thumbnails, one chart
     dom, log = _chromium(page, tmp_path)
     consoles = [ln for ln in log.splitlines() if ":CONSOLE" in ln]
     assert consoles == [], consoles
