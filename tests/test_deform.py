@@ -1,0 +1,173 @@
+"""FEM registration pairs: the neo-Hookean solver against exact solutions, the rendering against its truth.
+
+* a homogeneous block under uniaxial stretch (plane strain, free lateral faces) reproduces the analytic
+  neo-Hookean lateral stretch and nominal stress to round-off (P1 and P2);
+* a manufactured smooth solution converges at the expected L2 rates under refinement (P1: 2, P2: 3);
+* the small-load limit equals plane-strain linear elasticity (the plane-stress solver with the equivalent
+  constants): the relative difference falls in proportion to the load;
+* rendered pairs: warping the moving image with the true displacement reproduces the fixed one inside the body,
+  and the error falls with supersampling; samples are deterministic per seed.
+"""
+
+from __future__ import annotations
+
+import mpi4py.MPI as MPI  # noqa: F401  (must precede dolfinx)
+
+import numpy as np
+import pytest
+
+from phantombench.generators.base import sample_rng
+
+
+# ------------------------------------------------------------------------------------------ solver
+def _rectangle(L, H, nx, ny):
+    import dolfinx.mesh as dm
+
+    return dm.create_rectangle(MPI.COMM_SELF, [[0.0, 0.0], [L, H]], [nx, ny], dm.CellType.triangle)
+
+
+def _zero(x):
+    return np.zeros((2, x.shape[1]))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_uniaxial_stretch_matches_the_analytic_neo_hookean_solution(order):
+    """Stretch l1 = 1.6 along x, faces y = H and x = L free laterally: l2 solves mu (l2^2 - 1) + lam ln(l1 l2) = 0
+    (P22 = 0), and P11 = mu (l1 - 1/l1) + lam ln(l1 l2) / l1."""
+    from scipy.optimize import brentq
+
+    from phantombench.generators.hyperelastic import Dirichlet, solve_neo_hookean
+
+    mu, lam, L, H, l1 = 1000.0, 4000.0, 2.0, 1.0, 1.6
+    bcs = [Dirichlet(_zero, lambda x: np.isclose(x[0], 0.0), component=0),
+           Dirichlet(_zero, lambda x: np.isclose(x[1], 0.0), component=1),
+           Dirichlet(lambda x: np.vstack([(l1 - 1) * x[0], 0 * x[0]]), lambda x: np.isclose(x[0], L), component=0)]
+    sol = solve_neo_hookean(_rectangle(L, H, 6, 3), mu, lam, bcs, order=order, steps=3)
+    l2 = brentq(lambda s: mu * (s * s - 1) + lam * np.log(l1 * s), 0.1, 2.0)
+    X = sol.u.function_space.tabulate_dof_coordinates()[:, :2]
+    U = sol.u.x.array.reshape(-1, 2)
+    assert np.abs(U[:, 0] - (l1 - 1) * X[:, 0]).max() < 1e-10
+    assert np.abs(U[:, 1] - (l2 - 1) * X[:, 1]).max() < 1e-10
+    # the discrete gradient is the analytic F, so the stress is the analytic one
+    pts, tris, Um, _ = sol.linear_map()
+    a, b = pts[tris[:, 1]] - pts[tris[:, 0]], pts[tris[:, 2]] - pts[tris[:, 0]]
+    ua, ub = Um[tris[:, 1]] - Um[tris[:, 0]], Um[tris[:, 2]] - Um[tris[:, 0]]
+    G = np.stack([ua, ub], axis=2) @ np.linalg.inv(np.stack([a, b], axis=2))
+    F = np.eye(2) + G
+    J = np.linalg.det(F)
+    FinvT = np.linalg.inv(F).transpose(0, 2, 1)
+    P = mu * (F - FinvT) + lam * np.log(J)[:, None, None] * FinvT
+    assert np.allclose(P[:, 0, 0], mu * (l1 - 1 / l1) + lam * np.log(l1 * l2) / l1, rtol=1e-9)
+    assert np.abs(P[:, 1, 1]).max() < 1e-7 * mu
+
+
+def _manufactured_error(n: int, order: int) -> float:
+    import dolfinx.fem as fem
+    import ufl
+
+    from phantombench.generators.hyperelastic import Dirichlet, first_piola, solve_neo_hookean
+
+    mu, lam = 1.0, 4.0
+
+    def u_ufl(x):
+        return ufl.as_vector([0.1 * ufl.sin(np.pi * x[0]) * ufl.sin(np.pi * x[1]) + 0.05 * x[0] * x[1],
+                              0.08 * ufl.cos(0.5 * np.pi * x[0]) * x[1] ** 2])
+
+    def u_np(x):
+        return np.vstack([0.1 * np.sin(np.pi * x[0]) * np.sin(np.pi * x[1]) + 0.05 * x[0] * x[1],
+                          0.08 * np.cos(0.5 * np.pi * x[0]) * x[1] ** 2])
+
+    def force(x):
+        return -ufl.div(first_piola(ufl.Identity(2) + ufl.grad(u_ufl(x)), mu, lam))
+
+    mesh = _rectangle(1.0, 1.0, n, n)
+    bc = Dirichlet(u_np, lambda x: np.ones(x.shape[1], dtype=bool))
+    sol = solve_neo_hookean(mesh, mu, lam, [bc], order=order, steps=2, ufl_body_force=force)
+    x = ufl.SpatialCoordinate(mesh)
+    e = sol.u - u_ufl(x)
+    err2 = fem.assemble_scalar(fem.form(ufl.inner(e, e) * ufl.dx(metadata={"quadrature_degree": 8})))
+    return float(np.sqrt(err2))
+
+
+@pytest.mark.parametrize("order,rate", [(1, 2.0), (2, 3.0)])
+def test_manufactured_solution_converges_at_the_expected_rate(order, rate):
+    errs = [_manufactured_error(n, order) for n in (4, 8, 16)]
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert rates[-1] > rate - 0.25, (errs, rates)
+
+
+def test_small_load_limit_is_plane_strain_linear_elasticity():
+    """Top compression with a roller bottom and a pin, against the plane-stress solver with E*, nu* that give the
+    same plane-strain Lame pair (nu* = lam / (lam + 2 mu), E* = 2 mu (1 + nu*)): the neo-Hookean displacement
+    differs from the linear one by O(load^2), so the relative difference falls ten-fold with the load."""
+    from phantombench.generators import elasticity
+    from phantombench.generators.hyperelastic import Dirichlet, solve_neo_hookean
+
+    mu, lam, L, H = 1000.0, 1200.0, 1.0, 1.5
+    nu_s = lam / (lam + 2 * mu)
+    E_s = 2 * mu * (1 + nu_s)
+    mesh = _rectangle(L, H, 8, 12)
+    rel = []
+    for t in (20.0, 2.0):
+        lin = elasticity.solve_plane_stress(mesh, E_s, nu_s, t, order=1)
+        bcs = [Dirichlet(_zero, lambda x: np.isclose(x[1], 0.0), component=1),
+               Dirichlet(_zero, lambda x: np.isclose(x[0], 0.0) & np.isclose(x[1], 0.0), component=0, dim=0)]
+        nh = solve_neo_hookean(mesh, mu, lam, bcs, order=1, traction=(0.0, -t),
+                               traction_where=lambda x: np.isclose(x[1], H))
+        rel.append(np.linalg.norm(nh.u.x.array - lin.u.x.array) / np.linalg.norm(lin.u.x.array))
+    assert rel[1] < 2e-3
+    assert 7.0 < rel[0] / rel[1] < 13.0, rel
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _warp_error(fields) -> float:
+    """Mean |moving(x + disp(x)) - fixed(x)| over the body, bilinear interpolation of the moving image."""
+    from scipy.ndimage import map_coordinates
+
+    H, W = fields["fixed"].shape
+    r, c = np.mgrid[0:H, 0:W].astype(float)
+    warped = map_coordinates(fields["moving"].astype(float), [r + fields["disp"][0], c + fields["disp"][1]],
+                             order=1, mode="nearest")
+    body = fields["body"]
+    return float(np.mean(np.abs(warped - fields["fixed"])[body]) / np.mean(fields["fixed"][body]))
+
+
+@pytest.fixture(scope="module")
+def brain_pairs():
+    """The tiny brain-deform pair without noise at supersampling 1 and 4 (same seed: same scene)."""
+    from phantombench.generators.brain_deform import BrainDeform
+
+    g = BrainDeform()
+    return {ss: g.sample(g.config("tiny", {"noise": 0.0, "supersample": ss}), sample_rng(3, 0), 0)
+            for ss in (1, 4)}
+
+
+def test_brain_warp_with_the_truth_reproduces_the_fixed_image(brain_pairs):
+    e1, e4 = _warp_error(brain_pairs[1].fields), _warp_error(brain_pairs[4].fields)
+    assert e4 < 0.03, e4          # mean relative error inside the brain (bilinear warping)
+    assert e4 < 0.8 * e1, (e1, e4)  # anti-aliasing lowers it
+    disp = brain_pairs[4].fields["disp"]
+    body = brain_pairs[4].fields["body"]
+    assert np.abs(disp[:, body]).max() > 1.0  # a registration problem, not the identity
+    assert brain_pairs[4].fields["jac_det"][body].min() > 0
+
+
+def test_brain_sample_fields_and_truth_are_consistent(brain_pairs):
+    f = brain_pairs[4].fields
+    lf, lm = f["landmarks_fixed"], f["landmarks_moving"]
+    i, j = lf[:, 0].astype(int), lf[:, 1].astype(int)
+    assert np.allclose(lm - lf, f["disp"][:, i, j].T)
+    assert f["body"].sum() > 100 and (f["mask"] == 0).all()
+    assert set(np.unique(f["fixed_labels"])) <= {0, 1, 2, 3}
+    assert (f["mu"][f["body"]] > 0).all() and (f["mu"][~f["body"]] == 0).all()
+    assert brain_pairs[4].attrs["spacing_mm"][0] > 0
+
+
+def test_brain_samples_are_deterministic_per_seed():
+    from phantombench.generators.brain_deform import BrainDeform
+
+    g = BrainDeform()
+    cfg = g.config("tiny")
+    a, b = (g.sample(cfg, sample_rng(11, 2), 2) for _ in range(2))
+    for k in a.fields:
+        assert np.array_equal(a.fields[k], b.fields[k]), k
