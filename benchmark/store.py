@@ -321,6 +321,7 @@ class Dataset:
 
     path: Path
     manifest: dict[str, Any]
+    fields: list[str] | None = None   # a select()ed view reads only these (None: every schema field)
 
     def __len__(self) -> int:
         return int(self.manifest["n"])
@@ -334,9 +335,35 @@ class Dataset:
             raise IndexError(f"sample {i} out of range (dataset has {len(self)})")
         return zarr.open_group(str(self.path / DATA / sample_id(i % len(self))), mode="r")
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        g = self.group(i)
-        return {name: g[name][...] for name in self.manifest["schema"] if name in g}
+    def __getitem__(self, i):
+        """``ds[i]`` -> dict of arrays; ``ds[i, ["exx", "eyy"]]`` reads only those fields; ``ds[a:b]`` or
+        ``ds[[i, j]]`` -> a list of such dicts (each sample read now)."""
+        if isinstance(i, tuple):
+            return self.read(*i)
+        if isinstance(i, slice):
+            return [self.read(j) for j in range(len(self))[i]]
+        if isinstance(i, list | np.ndarray):
+            return [self.read(int(j)) for j in i]
+        return self.read(i)
+
+    def read(self, i: int, fields: list[str] | tuple[str, ...] | str | None = None) -> dict[str, np.ndarray]:
+        """Sample ``i``: every schema field, or only ``fields`` (only those arrays are opened and decoded)."""
+        names = self.fields if fields is None else [fields] if isinstance(fields, str) else list(fields)
+        schema = self.manifest["schema"]
+        unknown = [f for f in names or () if f not in schema]
+        if unknown:
+            raise KeyError(f"no field(s) {', '.join(unknown)} in {self.path.name}; the schema has "
+                           f"{', '.join(schema)}")
+        g = self.group(int(i))
+        return {name: g[name][...] for name in (names or schema) if names or name in g}
+
+    def select(self, fields: list[str] | tuple[str, ...]) -> Dataset:
+        """The same dataset reading only ``fields`` (``ds.select(fields=["exx"])[0]`` -> ``{"exx": ...}``)."""
+        unknown = [f for f in fields if f not in self.manifest["schema"]]
+        if unknown:
+            raise KeyError(f"no field(s) {', '.join(unknown)} in {self.path.name}; the schema has "
+                           f"{', '.join(self.manifest['schema'])}")
+        return Dataset(self.path, self.manifest, list(fields))
 
     def attrs(self, i: int) -> dict[str, Any]:
         return self.manifest["samples"][sample_id(i % len(self))]["attrs"]
