@@ -22,16 +22,37 @@ def sample_mesh(ds, index: int):
     return meshio.Mesh(pts, [("triangle", cells)], point_data=point_data, cell_data=cell_data)
 
 
+def _write_xdmf(mesh, target: Path) -> None:
+    """XDMF as a one-step time series (what ParaView and pyvista's reader expect); heavy data in ``<stem>.h5``."""
+    import meshio
+
+    with meshio.xdmf.TimeSeriesWriter(target) as w:
+        w.write_points_cells(mesh.points, mesh.cells)
+        w.write_data(0.0, point_data=mesh.point_data, cell_data=mesh.cell_data)
+
+
 def export_sample(ds, index: int, target: Path, fmt: str) -> None:
+    """Write the sample's mesh to ``target`` (VTU, or XDMF + its .h5 beside it); nothing is left half-written."""
+    import shutil
+    import tempfile
+
     mesh = sample_mesh(ds, index)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
-    mesh.write(tmp, file_format=fmt)
-    tmp.replace(target)
-    if fmt == "xdmf":  # meshio writes heavy data to a sibling .h5 named after the xdmf file
-        h5 = tmp.with_suffix(".h5")
-        if h5.exists():
-            h5.replace(target.with_suffix(".h5"))
-            text = target.read_text().replace(h5.name, target.with_suffix(".h5").name)
-            target.write_text(text)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        staged = Path(tmp) / target.name
+        if fmt == "xdmf":
+            cwd = Path.cwd()
+            try:   # meshio names the .h5 relative to the working directory's view of the xdmf path
+                import os
+
+                os.chdir(tmp)
+                _write_xdmf(mesh, Path(target.name))
+            finally:
+                os.chdir(cwd)
+            h5 = staged.with_suffix(".h5")
+            if h5.exists():
+                shutil.move(h5, target.with_suffix(".h5"))
+        else:
+            mesh.write(staged, file_format=fmt)
+        shutil.move(staged, target)

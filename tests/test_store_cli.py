@@ -119,15 +119,20 @@ def test_show_and_export(soft, tmp_path):
     r = cli("show", str(soft), "--sample", "0", "--out", str(png))
     assert r.returncode == 0, r.stderr
     assert png.stat().st_size > 20_000
-    for fmt in ("vtu", "xdmf"):
-        target = tmp_path / f"s.{fmt}"
+    import pyvista as pv
+
+    s = phantombench.open_dataset(soft)[0]
+    for fmt in ("vtu", "xdmf"):       # both open in pyvista (ParaView's readers), the way users look at them
+        target = tmp_path / "out" / f"s.{fmt}"
         r = cli("export", str(soft), "--sample", "0", "--format", fmt, "--out", str(target))
         assert r.returncode == 0, r.stderr
-        mesh = meshio.read(target)
-        s = phantombench.open_dataset(soft)[0]
-        assert len(mesh.points) == len(s["mesh_points"])
+        mesh = pv.read(target)
+        mesh = mesh[0] if isinstance(mesh, pv.MultiBlock) else mesh
+        assert mesh.n_points == len(s["mesh_points"])
         np.testing.assert_array_equal(mesh.point_data["uy"], s["mesh_point_uy"])
-        np.testing.assert_array_equal(mesh.cell_data["E"][0], s["mesh_cell_E"])
+        np.testing.assert_array_equal(mesh.cell_data["E"], s["mesh_cell_E"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s.h5", "s.vtu", "s.xdmf"]   # nothing staged left
+    assert meshio.read(tmp_path / "out" / "s.vtu").points.shape[0] == len(s["mesh_points"])
     r = cli("show", str(soft), "--sample", "5", "--out", str(png))
     assert r.returncode == 2 and "out of range" in r.stderr
 
