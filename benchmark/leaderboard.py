@@ -44,21 +44,14 @@ LOCK_TIMEOUT_S = float(os.environ.get("PHANTOMBENCH_BOARD_LOCK_TIMEOUT", 600))
 def board_lock(board: Path, timeout: float | None = None) -> Iterator[None]:
     """Exclusive lock on the board folder itself (no lock file, so the folder's content stays unchanged).
     A second writer waits up to ``timeout`` s (default ``PHANTOMBENCH_BOARD_LOCK_TIMEOUT``, 600) for it."""
-    import time
+    from phantombench.store import lock_waiting
 
     board.mkdir(parents=True, exist_ok=True)
     fd = os.open(board, os.O_RDONLY)
-    limit = time.monotonic() + (LOCK_TIMEOUT_S if timeout is None else timeout)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > limit:
-                    raise LeaderboardError(f"{board} stayed locked by another writer (submit or leaderboard) "
-                                           "longer than the timeout; try again when it has finished") from None
-                time.sleep(0.2)
+        if not lock_waiting(fd, LOCK_TIMEOUT_S if timeout is None else timeout):
+            raise LeaderboardError(f"{board} stayed locked by another writer (submit or leaderboard) longer than "
+                                   "the timeout; try again when it has finished")
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -164,27 +164,33 @@ def finished_ids(root: Path) -> set[str]:
     return {p.name for p in d.iterdir() if p.is_dir() and (p / "zarr.json").exists()}
 
 
+def lock_waiting(fd: int, timeout: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, polling up to ``timeout`` s; False if another holder kept it."""
+    import time
+
+    limit = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > limit:
+                return False
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def writer_lock(root: Path, wait: float | None = None) -> Iterator[None]:
     """One writer per dataset folder; the OS drops the lock if the process dies (kill -9 included). A second
     writer (e.g. a concurrent submit generating the same official dataset) waits up to ``wait`` s (default
     ``PHANTOMBENCH_WRITER_WAIT``, 1800) and then finds the dataset finished."""
-    import time
-
     root.mkdir(parents=True, exist_ok=True)
     fh = open(root / LOCK, "w")
-    limit = time.monotonic() + (WRITER_WAIT_S if wait is None else wait)
-    while True:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > limit:
-                fh.close()
-                raise StoreError(f"{root} is being written by another process (waited "
-                                 f"{WRITER_WAIT_S if wait is None else wait:g} s); try again when it has finished") \
-                    from None
-            time.sleep(0.2)
+    wait = WRITER_WAIT_S if wait is None else wait
+    if not lock_waiting(fh.fileno(), wait):
+        fh.close()
+        raise StoreError(f"{root} is being written by another process (waited {wait:g} s); try again when it "
+                         "has finished")
     try:
         yield
     finally:
