@@ -5,11 +5,13 @@
   ``<data>/<generator>/<preset>/<name>``, ``name`` = ``<paper>-<role>-n<n>-s<seed>``), and :func:`whole`, a
   view of a dataset with one more split, ``all``, so the evaluation harness scores every sample;
 * :func:`stats` (mean, sample std and count of the finite values), :func:`pm` ("mean ± std" cells);
-* :func:`write_json` (numbers made JSON-safe by :func:`clean`) and :func:`save_png` (palette PNG).
+* :func:`write_json` (numbers made JSON-safe by :func:`clean`) and :func:`save_png` (palette PNG);
+* :func:`render_template` -- a report's Markdown from its jinja2 template (``templates/paper-*.md.j2``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -141,3 +143,19 @@ def use_agg():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@functools.cache
+def _templates():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("phantombench", "templates"), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env.filters["f"] = format          # {{ x|f(".3f") }}: Python's format spec
+    env.filters["pm"] = pm
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render the report template ``name`` (in the package's ``templates`` folder) with ``context``."""
+    return _templates().get_template(name).render(**context)
