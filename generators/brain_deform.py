@@ -82,28 +82,6 @@ class BrainDeformConfig(GeneratorConfig):
 PRESETS: dict[str, dict[str, Any]] = load_presets("brain-deform")
 
 
-def registration_schema(hw: tuple[int, int], label_doc: str) -> dict[str, FieldSpec]:
-    """The contract's fields of a 2-D registration pair."""
-    two = (2,) + hw
-    return {
-        "fixed": FieldSpec(hw, "float32", "1", "fixed image (intensity model at the pixels, anti-aliased)"),
-        "moving": FieldSpec(hw, "float32", "1", "moving image (the same model pulled back through the FE map)"),
-        "disp": FieldSpec(two, "float64", "px", "true displacement on the fixed grid, channel d along axis d "
-                                                 "(0 rows down, 1 columns right): moving(x + disp(x)) = fixed(x)"),
-        "fixed_labels": FieldSpec(hw, "uint8", "", f"tissue classes of the fixed image ({label_doc})"),
-        "moving_labels": FieldSpec(hw, "uint8", "", "tissue classes of the moving image"),
-        "lam": FieldSpec(hw, "float64", "Pa", "plane-strain Lame lambda on the fixed grid (0 outside the body)"),
-        "mu": FieldSpec(hw, "float64", "Pa", "shear modulus on the fixed grid (0 outside the body)"),
-        "mask": FieldSpec(hw, "uint8", "", "0 free, 1 rigid (bone), 2 sliding interface"),
-        "normals": FieldSpec(two, "float32", "1", "unit interface normal (rows, cols) on mask == 2, else 0"),
-        "body": FieldSpec(hw, "bool", "", "evaluation region (inside the body)"),
-        "jac_det": FieldSpec(hw, "float64", "1", "det(I + grad disp), central differences in pixel units"),
-        "landmarks_fixed": FieldSpec(("n_landmarks", 2), "float64", "px", "landmarks (row, col), fixed image"),
-        "landmarks_moving": FieldSpec(("n_landmarks", 2), "float64", "px", "their true positions in the moving "
-                                                                            "image (fixed + disp)"),
-    }
-
-
 class BrainDeform(Generator):
     name = "brain-deform"
     version = "1.0.0"
@@ -112,6 +90,8 @@ class BrainDeform(Generator):
     regen_rtol = 1e-6
 
     def schema(self, cfg: BrainDeformConfig) -> dict[str, FieldSpec]:
+        from phantombench.generators.render import registration_schema
+
         return registration_schema((cfg.grid, cfg.grid), "0 outside the brain, 1 gray, 2 white, 3 CSF")
 
     def sample(self, cfg: BrainDeformConfig, rng: np.random.Generator, index: int) -> Sample:
@@ -282,16 +262,11 @@ def render(cfg: BrainDeformConfig, ph: Phantom, fe: FEResult, rng: np.random.Gen
 
 
 def observe(cfg: BrainDeformConfig, pair: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The contract's fields; both images get independent Gaussian noise of std ``noise``."""
+    """The contract's fields; both images get independent Gaussian noise of std ``noise``; no bone, no sliding."""
+    from phantombench.generators.render import contract_fields
+
     hw = pair["fixed"].shape
-    fixed = pair["fixed"] + cfg.noise * rng.standard_normal(hw) if cfg.noise > 0 else pair["fixed"]
-    moving = pair["moving"] + cfg.noise * rng.standard_normal(hw) if cfg.noise > 0 else pair["moving"]
-    return {"fixed": fixed.astype(np.float32), "moving": moving.astype(np.float32), "disp": pair["disp"],
-            "fixed_labels": pair["fixed_labels"].astype(np.uint8), "moving_labels": pair["moving_labels"].astype(np.uint8),
-            "lam": pair["lam"].astype(np.float64), "mu": pair["mu"].astype(np.float64),
-            "mask": np.zeros(hw, np.uint8), "normals": np.zeros((2,) + hw, np.float32), "body": pair["body"],
-            "jac_det": pair["jac_det"], "landmarks_fixed": pair["landmarks_fixed"],
-            "landmarks_moving": pair["landmarks_moving"]}
+    return contract_fields(pair, np.zeros(hw, np.uint8), np.zeros((2,) + hw, np.float32), cfg.noise, rng)
 
 
 def attributes(cfg: BrainDeformConfig, ph: Phantom, lm, fe: FEResult, pair: dict[str, Any],

@@ -16,8 +16,9 @@ Equilibrium ``Div P + f = 0`` in the reference configuration, with
 * ``body_force``: a per-cell (M, 2) dead load [N/m^3] (e.g. a diaphragm-like push of the organs);
 * ``traction``: a dead traction vector [Pa] on the boundary facets selected by ``traction_where``.
 
-Solution: DOLFINx's :class:`dolfinx.fem.petsc.NonlinearProblem` (PETSc SNES Newton with a backtracking line
-search, MUMPS LU for each linearised step) under load stepping: every load (Dirichlet values, body force,
+Solution: DOLFINx's :class:`dolfinx.fem.petsc.NonlinearProblem` (PETSc SNES Newton with the critical-point
+line search, which suits a residual that is the gradient of an energy, MUMPS LU for each linearised step; a
+backtracking search crawled through dozens of damped steps when near-rigid bone rotates) under load stepping: every load (Dirichlet values, body force,
 traction) is scaled by ``k / steps``, k = 1..steps, each step starting from the previous solution. A step that
 does not converge raises :class:`RuntimeError`. The residual and Jacobian forms are compiled once per process
 and element order (``compile_form``) and bound to each mesh with ``create_form``.
@@ -221,7 +222,7 @@ def solve_neo_hookean(mesh: dmesh.Mesh, cell_mu, cell_lam, dirichlet: list[Diric
     bcs = [_make_bc(V, mesh, d) for d in dirichlet]
     problem = fem_petsc.NonlinearProblem(
         R, uh, J=J, bcs=[b[0] for b in bcs], petsc_options_prefix=f"pb_neohooke_{next(_PREFIX)}_",
-        petsc_options={"snes_type": "newtonls", "snes_linesearch_type": "bt", "snes_rtol": rtol,
+        petsc_options={"snes_type": "newtonls", "snes_linesearch_type": "cp", "snes_rtol": rtol,
                        "snes_atol": atol, "snes_stol": 0.0, "snes_max_it": max_it, "ksp_type": "preonly",
                        "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
     sol = NeoHookeanSolution(uh, mu, lam, order)

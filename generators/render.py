@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phantombench.generators.base import FieldSpec
 from phantombench.generators.raster import Grid, locate_cells
 
 __all__ = ["PiecewiseAffineMap", "IntensityModel", "PlaneWaves", "render_pair", "subgrid", "jacobian_determinant",
-           "draw_landmarks", "to_pixels"]
+           "draw_landmarks", "to_pixels", "registration_schema", "contract_fields"]
 
 
 def subgrid(grid: Grid, ss: int) -> Grid:
@@ -76,6 +77,18 @@ class PiecewiseAffineMap:
             a, b, c = P[self.tris[:, 0]], P[self.tris[:, 1]], P[self.tris[:, 2]]
             return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
         return float(np.min(area(self.deformed) / area(self.points)))
+
+    def at_points(self, X: np.ndarray) -> np.ndarray:
+        """u at scattered reference points X (n, 2) [m] (NaN outside the mesh)."""
+        from matplotlib.tri import Triangulation
+
+        finder = Triangulation(self.points[:, 0], self.points[:, 1], self.tris).get_trifinder()
+        idx = np.asarray(finder(X[:, 0], X[:, 1]))
+        out = np.full((len(X), 2), np.nan)
+        ok = idx >= 0
+        lam = _barycentric(self.points, self.tris, idx[ok], X[ok])
+        out[ok] = np.einsum("nk,nkd->nd", lam, self.u[self.tris[idx[ok]]])
+        return out
 
     def forward(self, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """At the centres X of ``grid``: (triangle (H*W,), -1 outside; u(X) (H*W, 2), 0 outside; X (H*W, 2))."""
@@ -174,9 +187,18 @@ def render_pair(fmap: PiecewiseAffineMap, model: IntensityModel, grid: Grid, ss:
             "cell": idx_c.reshape(grid.shape)}
 
 
-def to_pixels(u: np.ndarray, grid: Grid) -> np.ndarray:
-    """Displacement (H, W, 2) [m] (x right, y up) -> ``disp`` (2, H, W) [px]: rows = -u_y / dy, cols = u_x / dx."""
-    return np.stack([-u[..., 1] / grid.dy, u[..., 0] / grid.dx]).astype(np.float64)
+def to_pixels(u: np.ndarray, grid: Grid, inside: np.ndarray | None = None) -> np.ndarray:
+    """Displacement (H, W, 2) [m] (x right, y up) -> ``disp`` (2, H, W) [px]: rows = -u_y / dy, cols = u_x / dx.
+
+    ``inside`` (H, W): pixels where ``u`` is defined; the others take the value of the nearest one, so that
+    central differences at the body's edge see a continuous field (outside the body ``disp`` carries no meaning)."""
+    d = np.stack([-u[..., 1] / grid.dy, u[..., 0] / grid.dx]).astype(np.float64)
+    if inside is not None and not inside.all() and inside.any():
+        from phantombench.generators.raster import nearest_index
+
+        ii, jj = nearest_index(inside)
+        d = d[:, ii, jj]
+    return d
 
 
 def jacobian_determinant(disp: np.ndarray) -> np.ndarray:
@@ -198,3 +220,41 @@ def draw_landmarks(rng: np.random.Generator, body: np.ndarray, disp: np.ndarray,
     fixed = pick.astype(np.float64).reshape(-1, 2)
     moving = fixed + disp[:, pick[:, 0], pick[:, 1]].T if len(pick) else fixed.copy()
     return fixed, moving
+
+
+def registration_schema(hw: tuple[int, int], label_doc: str) -> dict[str, FieldSpec]:
+    """The contract's fields of a 2-D registration pair."""
+    two = (2,) + hw
+    return {
+        "fixed": FieldSpec(hw, "float32", "1", "fixed image (intensity model at the pixels, anti-aliased)"),
+        "moving": FieldSpec(hw, "float32", "1", "moving image (the same model pulled back through the FE map)"),
+        "disp": FieldSpec(two, "float64", "px", "true displacement on the fixed grid, channel d along axis d "
+                                                 "(0 rows down, 1 columns right): moving(x + disp(x)) = fixed(x)"),
+        "fixed_labels": FieldSpec(hw, "uint8", "", f"tissue classes of the fixed image ({label_doc})"),
+        "moving_labels": FieldSpec(hw, "uint8", "", "tissue classes of the moving image"),
+        "lam": FieldSpec(hw, "float64", "Pa", "plane-strain Lame lambda on the fixed grid (0 outside the body)"),
+        "mu": FieldSpec(hw, "float64", "Pa", "shear modulus on the fixed grid (0 outside the body)"),
+        "mask": FieldSpec(hw, "uint8", "", "0 free, 1 rigid (bone), 2 sliding interface"),
+        "normals": FieldSpec(two, "float32", "1", "unit interface normal (rows, cols) on mask == 2, else 0"),
+        "body": FieldSpec(hw, "bool", "", "evaluation region (inside the body)"),
+        "jac_det": FieldSpec(hw, "float64", "1", "det(I + grad disp), central differences in pixel units"),
+        "landmarks_fixed": FieldSpec(("n_landmarks", 2), "float64", "px", "landmarks (row, col), fixed image"),
+        "landmarks_moving": FieldSpec(("n_landmarks", 2), "float64", "px", "their true positions in the moving "
+                                                                            "image (fixed + disp)"),
+    }
+
+
+def contract_fields(pair: dict, mask: np.ndarray, normals: np.ndarray, noise: float,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The contract's fields of a rendered pair; independent Gaussian noise of std ``noise`` on each image (fixed
+    first, drawn only when ``noise > 0``)."""
+    hw = pair["fixed"].shape
+    fixed = pair["fixed"] + noise * rng.standard_normal(hw) if noise > 0 else pair["fixed"]
+    moving = pair["moving"] + noise * rng.standard_normal(hw) if noise > 0 else pair["moving"]
+    return {"fixed": fixed.astype(np.float32), "moving": moving.astype(np.float32), "disp": pair["disp"],
+            "fixed_labels": pair["fixed_labels"].astype(np.uint8),
+            "moving_labels": pair["moving_labels"].astype(np.uint8),
+            "lam": pair["lam"].astype(np.float64), "mu": pair["mu"].astype(np.float64),
+            "mask": mask.astype(np.uint8), "normals": normals.astype(np.float32), "body": pair["body"],
+            "jac_det": pair["jac_det"], "landmarks_fixed": pair["landmarks_fixed"],
+            "landmarks_moving": pair["landmarks_moving"]}

@@ -642,3 +642,84 @@ def mesh_annulus(r_inner: float, r_outer: float, h: float, label: int = LIVER) -
     inner = Loop(np.column_stack([r_inner * np.cos(ti), r_inner * np.sin(ti)]), np.full(n_i, h),
                  np.full(n_i, FACET_INNER, dtype=np.int32))
     return mesh_loops([outer, inner], [(label, 0, [1])])
+
+
+# =========================================================================================== breathing
+# Labels added by the breathing phantom (the liver-mre labels above are unchanged).
+RIB, SLIDING_LAYER = 10, 11
+
+
+def draw_ribs(rng: np.random.Generator, ph: AbdomenPhantom, angles_deg: Sequence[float] = (160, 185, 210, 235,
+              305, 330, 355, 20), keep: float = 0.8, radius: tuple[float, float] = (3.5, 6.0),
+              clearance: float = 1.5) -> list[Structure]:
+    """Rib cross-sections: small ellipses (mm) in the abdominal wall at the given angles about the cavity centre
+    (90 anterior, 180 the patient's right, 270 posterior), each kept with probability ``keep``, centred midway
+    through the wall, shrunk until it sits at least ``clearance`` inside the wall; a rib that cannot fit is left
+    out."""
+    c = ph.cavity.mean(axis=0)
+    ribs = []
+    for a in angles_deg:
+        if rng.uniform() >= keep:
+            continue
+        r0, aspect, tilt = rng.uniform(*radius), rng.uniform(0.5, 0.8), rng.uniform(-20.0, 20.0)
+        d = np.array([np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))])
+        inner = _ray_hit(ph.cavity, c, d)
+        outer = _ray_hit(ph.muscle, c, d)
+        centre = c + d * 0.5 * (inner + outer)
+        for _ in range(4):
+            cv = ellipse(centre, (r0, r0 * aspect), a + 90.0 + tilt, n=64)
+            if containment_clearance(ph.muscle, cv) >= clearance and min(distance_to_curve(ph.cavity, cv)) >= clearance \
+                    and not inside(ph.cavity, cv).any():
+                ribs.append(Structure(f"rib {len(ribs)}", RIB, cv, {"angle_deg": float(a)}))
+                break
+            r0 *= 0.75
+    return ribs
+
+
+def _ray_hit(curve: np.ndarray, c: np.ndarray, d: np.ndarray) -> float:
+    """Distance from ``c`` along unit ``d`` to the closed curve (the curve point nearest to the ray, outward)."""
+    rel = curve - c
+    along = rel @ d
+    perp = np.abs(rel @ np.array([-d[1], d[0]]))
+    perp[along <= 0] = np.inf
+    return float(along[int(np.argmin(perp))])
+
+
+def inset_curve(c: np.ndarray, depth: float) -> np.ndarray:
+    """The closed CCW curve moved inward by ``depth`` (mm) along its normals and re-smoothed."""
+    return _offset_out(c, -np.full(len(c), float(depth)))
+
+
+def mesh_abdomen_sliding(ph: AbdomenPhantom, h: dict[int, float], ribs: Sequence[Structure],
+                         layer_inner: np.ndarray) -> MeshResult:
+    """Mesh a phantom for breathing motion: as :func:`mesh_abdomen`, plus the ribs (holes of the wall, label
+    ``RIB``) and a thin layer between the cavity curve and ``layer_inner`` (label ``SLIDING_LAYER``) that holds
+    the cavity contents. Every skin facet is tagged ``FACET_FREE``. ``h[label]`` [m] per region."""
+    mm = 1e-3
+
+    def hh(*labels):
+        return min(h[lab] for lab in labels)
+
+    loops = [loop_from_curve(ph.skin * mm, hh(FAT), default_tag=FACET_FREE),
+             loop_from_curve(ph.muscle * mm, hh(FAT, WALL)),
+             loop_from_curve(ph.cavity * mm, hh(WALL, SLIDING_LAYER)),
+             loop_from_curve(layer_inner * mm, hh(SLIDING_LAYER, VISCERA))]
+    rib_loops = []
+    for r in ribs:
+        loops.append(loop_from_curve(r.curve * mm, hh(WALL, RIB)))
+        rib_loops.append(len(loops) - 1)
+    regions = [(FAT, 0, [1]), (WALL, 1, [2] + rib_loops), (SLIDING_LAYER, 2, [3])]
+    regions += [(RIB, i, []) for i in rib_loops]
+    loops.append(loop_from_curve(ph.liver.curve * mm, hh(VISCERA, LIVER)))
+    i_liver, viscera_holes, liver_holes = len(loops) - 1, [len(loops) - 1], []
+    for s in ph.liver_inclusions:
+        loops.append(loop_from_curve(s.curve * mm, hh(LIVER, s.label)))
+        liver_holes.append(len(loops) - 1)
+        regions.append((s.label, len(loops) - 1, []))
+    regions.append((LIVER, i_liver, liver_holes))
+    for o in ph.organs:
+        loops.append(loop_from_curve(o.curve * mm, hh(VISCERA, o.label)))
+        viscera_holes.append(len(loops) - 1)
+        regions.append((o.label, len(loops) - 1, []))
+    regions.append((VISCERA, 3, viscera_holes))
+    return mesh_loops(loops, regions)

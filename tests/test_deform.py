@@ -171,3 +171,137 @@ def test_brain_samples_are_deterministic_per_seed():
     a, b = (g.sample(cfg, sample_rng(11, 2), 2) for _ in range(2))
     for k in a.fields:
         assert np.array_equal(a.fields[k], b.fields[k]), k
+
+
+# ------------------------------------------------------------------------------------------ sliding
+def _layered_shear(a: float, b: float, H: float, t: float, mb: tuple, ml: tuple):
+    """Exact solution of two blocks (height H, Lame ``mb``) joined by a layer (thickness t, Lame ``ml``), the top
+    displaced by (a, -b), the bottom by (-a, 0): F = [[1, g], [0, s]] per layer with P12 = mu g and
+    P22 = mu (s - 1/s) + lam ln(s) / s equal in all layers. Returns (g_b, s_b, g_l, s_l)."""
+    from scipy.optimize import brentq
+
+    def stretch(sig, mu, lam):
+        return brentq(lambda s: mu * (s - 1 / s) + lam * np.log(s) / s - sig, 0.2, 5.0)
+
+    def mismatch(sig):
+        return 2 * H * (stretch(sig, *mb) - 1) + t * (stretch(sig, *ml) - 1) + b
+
+    sig = brentq(mismatch, -5 * mb[0], 0.0) if b else 0.0
+    tau = 2 * a / (2 * H / mb[0] + t / ml[0])
+    return tau / mb[0], stretch(sig, *mb), tau / ml[0], stretch(sig, *ml)
+
+
+@pytest.mark.parametrize("b", [0.0, 0.5])
+def test_sliding_layer_matches_the_analytic_two_block_solution(b):
+    """Two blocks sheared in opposite directions (tops displaced by +-a), optionally pressed together by b,
+    joined by the breathing generator's layer (shear modulus 1e-4 of the blocks', the blocks' lam): the FE
+    solution is the exact layered one, so the tangential jump across the layer equals the analytic slip, which
+    is within 0.3 % of the ideal frictionless slip 2a, and the normal jump is the layer's own compression."""
+    from phantombench.generators.hyperelastic import Dirichlet, solve_neo_hookean
+
+    a, H, t, L = 1.0, 10.0, 1.0, 4.0
+    mb, ml = (1000.0, 4000.0), (0.1, 4000.0)
+    gb, sb, gl, sl = _layered_shear(a, b, H, t, mb, ml)
+
+    def exact(x):
+        y = x[1]
+        yb, yl = np.clip(y + H, 0, H), np.clip(y, 0, t)
+        yt = np.clip(y - t, 0, H)
+        return np.vstack([-a + gb * (yb + yt) + gl * yl, (sb - 1) * (yb + yt) + (sl - 1) * yl])
+
+    import dolfinx.mesh as dm
+
+    mesh = dm.create_rectangle(MPI.COMM_SELF, [[0.0, -H], [L, H + t]], [4, 21], dm.CellType.triangle)
+    mid = mesh.geometry.x[mesh.geometry.dofmaps[0]][:, :, 1].mean(axis=1)
+    layer = (mid > 0) & (mid < t)
+    bc = Dirichlet(exact, lambda x: np.ones(x.shape[1], dtype=bool))
+    sol = solve_neo_hookean(mesh, np.where(layer, ml[0], mb[0]), np.where(layer, ml[1], mb[1]), [bc], steps=2)
+    X = sol.u.function_space.tabulate_dof_coordinates()
+    U = sol.u.x.array.reshape(-1, 2)
+    assert np.abs(U - exact(X.T).T).max() < 1e-8
+    top, bot = np.isclose(X[:, 1], t), np.isclose(X[:, 1], 0.0)
+    slip = U[top, 0].mean() - U[bot, 0].mean()
+    assert abs(slip - t * gl) < 1e-9
+    assert abs(slip - 2 * a) / (2 * a) < 3e-3   # the layer's slip deficit: 2 H mu_l / (t mu_b) / (1 + ...)
+    normal_jump = U[top, 1].mean() - U[bot, 1].mean()
+    assert abs(normal_jump - t * (sl - 1)) < 1e-9
+    assert abs(normal_jump) <= 0.05 * abs(slip)
+
+
+@pytest.fixture(scope="module")
+def abdomen_pairs():
+    from phantombench.generators.abdomen_breathing import AbdomenBreathing
+
+    g = AbdomenBreathing()
+    return {ss: g.sample(g.config("tiny", {"noise": 0.0, "supersample": ss}), sample_rng(5, 1), 1)
+            for ss in (1, 4)}
+
+
+def test_abdomen_warp_with_the_truth_reproduces_the_fixed_image(abdomen_pairs):
+    def err(f):
+        g = dict(f, body=f["body"] & (f["mask"] != 2))
+        return _warp_error(g)
+
+    e1, e4 = err(abdomen_pairs[1].fields), err(abdomen_pairs[4].fields)
+    assert e4 < 0.03, e4
+    assert e4 < 0.8 * e1, (e1, e4)
+    f = abdomen_pairs[4].fields
+    assert np.abs(f["disp"][:, f["body"]]).max() > 2.0
+
+
+def test_abdomen_bone_is_rigid_in_the_truth(abdomen_pairs):
+    """The Green strain of the bone cells (E 1e8 Pa, four orders above the wall muscle) vanishes next to the soft
+    tissue's; the small strain (which a finite rotation makes theta^2 / 2) is small too, and so is the pixel
+    strain of the truth inside the bone."""
+    from phantombench.generators import abdomen_breathing as A
+
+    g = A.AbdomenBreathing()
+    cfg = g.config("tiny", {"noise": 0.0})
+    ph = A.draw_phantom(cfg, sample_rng(5, 1))
+    fe = A.solve(cfg, ph, A.mesh_phantom(cfg, ph))
+    m = fe.fmap
+    P, T = m.points, m.tris
+    a, b = P[T[:, 1]] - P[T[:, 0]], P[T[:, 2]] - P[T[:, 0]]
+    ua, ub = m.u[T[:, 1]] - m.u[T[:, 0]], m.u[T[:, 2]] - m.u[T[:, 0]]
+    G = np.stack([ua, ub], axis=2) @ np.linalg.inv(np.stack([a, b], axis=2))
+    F = np.eye(2) + G
+    green = np.linalg.norm(0.5 * (F.transpose(0, 2, 1) @ F - np.eye(2)), axis=(1, 2))  # zero for rigid motion
+    bone = np.isin(m.labels, A.BONE)
+    soft = np.isin(m.labels, A.CONTENTS)
+    assert green[bone].max() < 1e-3 * green[soft].mean(), (green[bone].max(), green[soft].mean())
+    # the small strain of the truth also sees the bones' rotation (theta^2 / 2), still small next to the tissue's
+    eps = np.linalg.norm(0.5 * (G + G.transpose(0, 2, 1)), axis=(1, 2))
+    assert eps[bone].mean() < 0.05 * eps[soft].mean(), (eps[bone].mean(), eps[soft].mean())
+    f = abdomen_pairs[4].fields
+    d = f["disp"]
+    grads = [np.gradient(d[k]) for k in range(2)]
+    e2 = grads[0][0] ** 2 + grads[1][1] ** 2 + 0.5 * (grads[0][1] + grads[1][0]) ** 2
+    from scipy import ndimage
+    inner_bone = ndimage.binary_erosion(f["mask"] == 1)
+    free = f["body"] & (f["mask"] == 0)
+    if inner_bone.any():
+        assert e2[inner_bone].mean() < 1e-2 * e2[free].mean()
+
+
+def test_abdomen_truth_slides_along_the_wall(abdomen_pairs):
+    """A tangential jump of several millimetres across the layer, the wall and the contents in contact (gap a
+    small fraction of the slip), interface pixels marked with unit normals."""
+    s = abdomen_pairs[4]
+    slip = s.attrs["slip_mm"]
+    assert slip["tangential_max"] > 2 * s.attrs["spacing_mm"][0]
+    assert slip["gap_mean"] < 0.1 * slip["tangential_mean"], slip
+    f = s.fields
+    on = f["mask"] == 2
+    assert on.any() and (f["mask"] == 1).any()
+    assert np.allclose(np.linalg.norm(f["normals"][:, on], axis=0), 1.0, atol=1e-5)
+    assert (f["normals"][:, ~on] == 0).all()
+
+
+def test_abdomen_samples_are_deterministic_per_seed():
+    from phantombench.generators.abdomen_breathing import AbdomenBreathing
+
+    g = AbdomenBreathing()
+    cfg = g.config("tiny")
+    a, b = (g.sample(cfg, sample_rng(2, 4), 4) for _ in range(2))
+    for k in a.fields:
+        assert np.array_equal(a.fields[k], b.fields[k]), k
