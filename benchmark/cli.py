@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from phantombench import cli_bench, cli_papers
+from phantombench import cli_bench, cli_io, cli_papers
 from phantombench.cli_common import CliError, err, handle_errors, out, parse_sets, progress
 
 app = typer.Typer(
@@ -193,6 +193,7 @@ def presets(generator: Annotated[str | None, typer.Argument(help="Generator name
 # the other command modules add theirs (they import cli_common, never this module)
 cli_bench.register(app)
 cli_papers.register(app)
+cli_io.register(app)
 
 
 def main() -> None:
