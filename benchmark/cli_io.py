@@ -31,6 +31,11 @@ def import_cmd(
     m = ds.manifest
     out.print(f"[green]imported[/] {out_dir}  ({m['name']}, {m['n']} samples, splits {m['counts']}, "
               f"content {m['content_hash'][:12]})")
+    card = (Path(out_dir) / "README.md").read_text()
+    section = card[card.find("## Imported data"):].split("\n## ")[0]
+    for line in section.splitlines():
+        if line.startswith("- "):
+            out.print("  " + line, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -162,7 +162,8 @@ def _summary(task: Task, cases) -> dict[str, dict[str, Any]]:
 
 
 def evaluate_solver(solver: Any, task: str | Task, dataset: str | os.PathLike | Dataset, split: str = "test",
-                    limit: int | None = None, save_predictions: bool = True, *, out_dir: str | os.PathLike | None = None,
+                    limit: int | None = None, save_predictions: bool = True, *,
+                    out_dir: str | os.PathLike | None = None,
                     params: dict | None = None, seed: int = 0, device: str | None = None,
                     fit: bool = True) -> NotebookResult:
     """Run ``solver`` (an object with ``solve``, or a Solver class) on ``split`` of ``dataset`` in this process.
@@ -201,7 +202,8 @@ def _write(res: NotebookResult, preds: dict[str, dict[str, np.ndarray]], out_dir
     out = Path(out_dir) if out_dir is not None else Path("notebook-results") / safe
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     res.cases.to_parquet(out / "cases.parquet", index=False)
-    summary = {"task": res.task.name, "solver": res.solver, "dataset": m["name"], "fingerprint": res.dataset.fingerprint,
+    summary = {"task": res.task.name, "solver": res.solver, "dataset": m["name"],
+               "fingerprint": res.dataset.fingerprint,
                "split": res.split, "has_truth": res.has_truth, "fit_s": res.fit_s, "metrics": res.summary,
                "note": "in-process evaluation (phantombench.notebook): not a leaderboard record"}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

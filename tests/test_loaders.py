@@ -111,7 +111,8 @@ def test_normalisation_statistics_cached_outside_the_dataset(wavy, tmp_path):
     before = tree_digest(wavy)
     pd = PhantomDataset(wavy, fields=["u_re", "u_im", "freq"])
     ds = store.open_dataset(wavy)
-    vals = np.concatenate([ds[i]["u_re"][ds[i]["mask"] & np.isfinite(ds[i]["u_im"])] for i in ds.split("train")]).astype(np.float64)
+    vals = np.concatenate([ds[i]["u_re"][ds[i]["mask"] & np.isfinite(ds[i]["u_im"])]
+                           for i in ds.split("train")]).astype(np.float64)
     assert pd.stats["u_re"]["mean"] == pytest.approx(vals.mean(), rel=1e-9)
     assert pd.stats["u_re"]["std"] == pytest.approx(vals.std(), rel=1e-9)
     item = pd[1]
