@@ -283,6 +283,7 @@ def attributes(cfg: AbdomenBreathingConfig, ph: Phantom, mres, fe: FEResult, pai
         "jac_det_free": [float(pair["jac_det"][free].min()), float(pair["jac_det"][free].max())],
         "min_element_area_ratio": fe.fmap.min_jacobian(),
         "newton_iterations": fe.sol.newton_iterations,
+        "load_factors": fe.sol.load_factors,
         "model": "compressible neo-Hookean, plane strain; sliding by a thin low-shear layer",
         "mesh": {"n_nodes": int(mres.n_nodes), "n_cells": int(mres.n_triangles)},
         "noise_std": cfg.noise,

@@ -46,7 +46,7 @@ class BrainDeformConfig(GeneratorConfig):
     nu_csf: float = Field(0.1, gt=-1, lt=0.5, description="Poisson ratio of the ventricles (drainable CSF)")
     nu_background: float = Field(0.4, gt=0, lt=0.5, description="Poisson ratio of the extracerebral tissue")
     # load
-    max_displacement_px: Range = Field((4.0, 10.0), description="largest boundary displacement, in pixels")
+    max_displacement_px: Range = Field((6.0, 14.0), description="largest boundary displacement, in pixels")
     n_modes: int = Field(4, ge=1, le=16, description="random sinusoids of the boundary displacement")
     wavelength: Range = Field((1.0, 2.5), description="their wavelengths, in box sides")
     indent_probability: float = Field(0.5, ge=0, le=1, description="chance of an indentation on one edge")
@@ -181,7 +181,8 @@ class BoundaryLoad:
         amp = rng.uniform(*cfg.max_displacement_px) * cfg.size / cfg.grid
         indent = None
         if rng.uniform() < cfg.indent_probability:
-            indent = (int(rng.integers(4)), float(rng.uniform(0.3, 0.7) * cfg.size), float(rng.uniform(*cfg.indent_width)))
+            indent = (int(rng.integers(4)), float(rng.uniform(0.3, 0.7) * cfg.size),
+                      float(rng.uniform(*cfg.indent_width)))
         load = cls(cfg.size, float(amp), k, phase, vec, indent)
         t = np.linspace(0, 1, 401)[:, None] * cfg.size
         edge = np.vstack([np.hstack([t, 0 * t]), np.hstack([t, 0 * t + cfg.size]), np.hstack([0 * t, t]),
@@ -291,6 +292,7 @@ def attributes(cfg: BrainDeformConfig, ph: Phantom, lm, fe: FEResult, pair: dict
         "jac_det_body": [float(pair["jac_det"][body].min()), float(pair["jac_det"][body].max())] if mag.size else [],
         "min_element_area_ratio": fe.fmap.min_jacobian(),
         "newton_iterations": fe.sol.newton_iterations,
+        "load_factors": fe.sol.load_factors,
         "model": "compressible neo-Hookean, plane strain",
         "element_order": cfg.order,
         "mesh": {"n_nodes": int(len(lm.points)), "n_cells": int(len(lm.cells))},

@@ -18,10 +18,11 @@ Equilibrium ``Div P + f = 0`` in the reference configuration, with
 
 Solution: DOLFINx's :class:`dolfinx.fem.petsc.NonlinearProblem` (PETSc SNES Newton with the critical-point
 line search, which suits a residual that is the gradient of an energy, MUMPS LU for each linearised step; a
-backtracking search crawled through dozens of damped steps when near-rigid bone rotates) under load stepping: every load (Dirichlet values, body force,
-traction) is scaled by ``k / steps``, k = 1..steps, each step starting from the previous solution. A step that
-does not converge raises :class:`RuntimeError`. The residual and Jacobian forms are compiled once per process
-and element order (``compile_form``) and bound to each mesh with ``create_form``.
+backtracking search crawled through dozens of damped steps when near-rigid bone rotates) under load stepping:
+every load (Dirichlet values, body force, traction) is scaled by ``k / steps``, k = 1..steps, each step starting
+from the previous solution; a step that does not converge (or inverts an element) is retried with half the
+increment, and :class:`RuntimeError` is raised after ``max_cuts`` such cuts. The residual and Jacobian forms are
+compiled once per process and element order (``compile_form``) and bound to each mesh with ``create_form``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class NeoHookeanSolution:
     lam: fem.Function
     order: int
     newton_iterations: list[int] = field(default_factory=list)
+    load_factors: list[float] = field(default_factory=list)
 
     @property
     def mesh(self) -> dmesh.Mesh:
@@ -197,7 +199,7 @@ def _traction_facets(mesh, where) -> np.ndarray:
 def solve_neo_hookean(mesh: dmesh.Mesh, cell_mu, cell_lam, dirichlet: list[Dirichlet], *, order: int = 1,
                       body_force: np.ndarray | None = None, traction: tuple[float, float] | None = None,
                       traction_where: Callable | None = None, steps: int = 1, rtol: float = 1e-9,
-                      atol: float = 1e-12, max_it: int = 30,
+                      atol: float = 1e-12, max_it: int = 30, max_cuts: int = 8,
                       ufl_body_force: Callable | None = None) -> NeoHookeanSolution:
     """Solve the neo-Hookean problem of the module docstring on a serial affine triangle mesh.
 
@@ -226,20 +228,43 @@ def solve_neo_hookean(mesh: dmesh.Mesh, cell_mu, cell_lam, dirichlet: list[Diric
                        "snes_atol": atol, "snes_stol": 0.0, "snes_max_it": max_it, "ksp_type": "preonly",
                        "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
     sol = NeoHookeanSolution(uh, mu, lam, order)
-    for k in range(1, steps + 1):
-        s = k / steps
+
+    def set_load(s: float) -> None:
         for _, full, g in bcs:
             g.x.array[:] = s * full
         f.x.array[:] = s * f_full
         t.value[:] = s * t_full
         load.value = s
-        problem.solve()
-        reason = problem.solver.getConvergedReason()
-        if reason <= 0:
-            raise RuntimeError(f"neo-Hookean Newton did not converge at load step {k}/{steps} (SNES {reason})")
-        sol.newton_iterations.append(int(problem.solver.getIterationNumber()))
+
+    _load_steps(problem, sol, set_load, steps, max_cuts)
     uh.x.scatter_forward()
     return sol
+
+
+def _load_steps(problem, sol: NeoHookeanSolution, set_load: Callable[[float], None], steps: int,
+                max_cuts: int) -> None:
+    """Newton solves at load factors k / steps; a failed step (no convergence, or a non-finite iterate when an
+    element inverts) restarts from the last converged state with half the increment, at most ``max_cuts``
+    times in all. Converged factors and Newton iterations are recorded on ``sol``."""
+    uh = sol.u
+    done, ds, cuts = 0.0, 1.0 / steps, 0
+    last = uh.x.array.copy()
+    while done < 1.0 - 1e-12:
+        s = min(1.0, done + ds)
+        set_load(s)
+        problem.solve()
+        reason = problem.solver.getConvergedReason()
+        if reason > 0 and np.isfinite(uh.x.array).all():
+            done, last = s, uh.x.array.copy()
+            sol.newton_iterations.append(int(problem.solver.getIterationNumber()))
+            sol.load_factors.append(round(s, 12))
+            continue
+        cuts += 1
+        if cuts > max_cuts:
+            raise RuntimeError(f"neo-Hookean Newton did not converge at load factor {s:.4g} after {max_cuts} "
+                               f"step cuts (SNES {reason})")
+        uh.x.array[:] = last
+        ds *= 0.5
 
 
 def _forms(mesh, V, mu, lam, f, uh, t, load, facets, order, ufl_body_force):

@@ -90,27 +90,27 @@ class PiecewiseAffineMap:
         out[ok] = np.einsum("nk,nkd->nd", lam, self.u[self.tris[idx[ok]]])
         return out
 
-    def forward(self, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """At the centres X of ``grid``: (triangle (H*W,), -1 outside; u(X) (H*W, 2), 0 outside; X (H*W, 2))."""
-        X = grid.points()
-        idx = locate_cells(self.points, self.tris, grid).reshape(-1)
-        u = np.zeros_like(X)
+    def locate(self, grid: Grid, deformed: bool = False) -> np.ndarray:
+        """Triangle holding each centre of ``grid`` (H*W,), -1 outside: in the reference mesh, or in the deformed
+        one (``deformed=True``)."""
+        return locate_cells(self.deformed if deformed else self.points, self.tris, grid).reshape(-1)
+
+    def u_at(self, idx: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """u (n, 2) at reference points X (n, 2) lying in triangles ``idx`` (n,); 0 where idx is -1."""
+        u = np.zeros_like(X, dtype=np.float64)
         ok = idx >= 0
         lam = _barycentric(self.points, self.tris, idx[ok], X[ok])
         u[ok] = np.einsum("nk,nkd->nd", lam, self.u[self.tris[idx[ok]]])
-        return idx, u, X
+        return u
 
-    def inverse(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-        """At the centres x of ``grid``: (triangle (H*W,), -1 where x is outside the deformed mesh; the reference
-        point X with X + u(X) = x (H*W, 2), x itself outside)."""
-        x = grid.points()
-        Pd = self.deformed
-        idx = locate_cells(Pd, self.tris, grid).reshape(-1)
-        X = x.copy()
+    def to_reference(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The reference points X (n, 2) with X + u(X) = x for deformed points x in deformed triangles ``idx``;
+        x itself where idx is -1."""
+        X = np.array(x, dtype=np.float64)
         ok = idx >= 0
-        lam = _barycentric(Pd, self.tris, idx[ok], x[ok])
+        lam = _barycentric(self.deformed, self.tris, idx[ok], X[ok])
         X[ok] = np.einsum("nk,nkd->nd", lam, self.points[self.tris[idx[ok]]])
-        return idx, X
+        return X
 
 
 @dataclass
@@ -171,20 +171,24 @@ def render_pair(fmap: PiecewiseAffineMap, model: IntensityModel, grid: Grid, ss:
     Points outside the mesh (fixed) or outside the deformed mesh (moving) take ``outside_label`` at their own
     position (the scene around the body does not move)."""
     fine = subgrid(grid, ss)
-    idx_f, _, Xf = fmap.forward(fine)
-    lab_f = np.where(idx_f >= 0, fmap.labels[np.maximum(idx_f, 0)], outside_label)
-    fixed = _block_mean(model(Xf, lab_f).reshape(fine.shape), ss)
-    idx_m, Xm = fmap.inverse(fine)
-    lab_m = np.where(idx_m >= 0, fmap.labels[np.maximum(idx_m, 0)], outside_label)
-    moving = _block_mean(model(Xm, lab_m).reshape(fine.shape), ss)
-    idx_c, u, _ = fmap.forward(grid)
-    idx_cm, _ = fmap.inverse(grid)
-    return {"fixed": fixed, "moving": moving,
-            "fixed_labels": np.where(idx_c >= 0, fmap.labels[np.maximum(idx_c, 0)], outside_label).reshape(grid.shape),
-            "moving_labels": np.where(idx_cm >= 0, fmap.labels[np.maximum(idx_cm, 0)],
-                                      outside_label).reshape(grid.shape),
-            "u": u.reshape(grid.H, grid.W, 2), "in_mesh": (idx_c >= 0).reshape(grid.shape),
-            "cell": idx_c.reshape(grid.shape)}
+    x = fine.points()
+    idx_f, idx_m = fmap.locate(fine), fmap.locate(fine, deformed=True)
+
+    def labels(idx):
+        return np.where(idx >= 0, fmap.labels[np.maximum(idx, 0)], outside_label)
+
+    fixed = _block_mean(model(x, labels(idx_f)).reshape(fine.shape), ss)
+    moving = _block_mean(model(fmap.to_reference(idx_m, x), labels(idx_m)).reshape(fine.shape), ss)
+    if ss % 2:  # the middle sub-pixel centre is the pixel centre: reuse its location
+        c = ss // 2
+        idx_c = idx_f.reshape(fine.shape)[c::ss, c::ss].reshape(-1)
+        idx_cm = idx_m.reshape(fine.shape)[c::ss, c::ss].reshape(-1)
+    else:
+        idx_c, idx_cm = fmap.locate(grid), fmap.locate(grid, deformed=True)
+    u = fmap.u_at(idx_c, grid.points())
+    return {"fixed": fixed, "moving": moving, "fixed_labels": labels(idx_c).reshape(grid.shape),
+            "moving_labels": labels(idx_cm).reshape(grid.shape), "u": u.reshape(grid.H, grid.W, 2),
+            "in_mesh": (idx_c >= 0).reshape(grid.shape), "cell": idx_c.reshape(grid.shape)}
 
 
 def to_pixels(u: np.ndarray, grid: Grid, inside: np.ndarray | None = None) -> np.ndarray:

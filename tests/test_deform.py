@@ -61,6 +61,26 @@ def test_uniaxial_stretch_matches_the_analytic_neo_hookean_solution(order):
     assert np.abs(P[:, 1, 1]).max() < 1e-7 * mu
 
 
+def test_a_failed_load_step_is_cut_and_the_solution_still_exact():
+    """Stretch 3 in one step with at most 4 Newton iterations per step: the step fails, the increment is halved
+    until the steps converge, and the result is still the analytic one."""
+    from scipy.optimize import brentq
+
+    from phantombench.generators.hyperelastic import Dirichlet, solve_neo_hookean
+
+    mu, lam, l1 = 1000.0, 4000.0, 3.0
+    bcs = [Dirichlet(_zero, lambda x: np.isclose(x[0], 0.0), component=0),
+           Dirichlet(_zero, lambda x: np.isclose(x[1], 0.0), component=1),
+           Dirichlet(lambda x: np.vstack([(l1 - 1) * x[0], 0 * x[0]]), lambda x: np.isclose(x[0], 2.0), component=0)]
+    sol = solve_neo_hookean(_rectangle(2.0, 1.0, 6, 3), mu, lam, bcs, steps=1, max_it=4)
+    assert len(sol.load_factors) > 1 and sol.load_factors[-1] == 1.0
+    l2 = brentq(lambda s: mu * (s * s - 1) + lam * np.log(l1 * s), 0.05, 2.0)
+    X = sol.u.function_space.tabulate_dof_coordinates()[:, :2]
+    assert np.abs(sol.u.x.array.reshape(-1, 2)[:, 1] - (l2 - 1) * X[:, 1]).max() < 1e-9
+    with pytest.raises(RuntimeError, match="step cuts"):
+        solve_neo_hookean(_rectangle(2.0, 1.0, 6, 3), mu, lam, bcs, steps=1, max_it=4, max_cuts=1)
+
+
 def _manufactured_error(n: int, order: int) -> float:
     import dolfinx.fem as fem
     import ufl
