@@ -342,15 +342,14 @@ class Dataset:
         return zarr.open_group(str(self.path / DATA / sample_id(i % len(self))), mode="r")
 
     def __getitem__(self, i):
-        """``ds[i]`` -> dict of arrays; ``ds[i, ["exx", "eyy"]]`` reads only those fields; ``ds[a:b]`` or
-        ``ds[[i, j]]`` -> a list of such dicts (each sample read now)."""
-        if isinstance(i, tuple):
-            return self.read(*i)
+        """``ds[i]`` -> dict of arrays; ``ds[i, ["exx", "eyy"]]`` reads only those fields; ``ds[a:b]``,
+        ``ds[[i, j]]`` or ``ds[a:b, ["exx"]]`` -> a list of such dicts (each sample read now)."""
+        i, fields = i if isinstance(i, tuple) else (i, None)
         if isinstance(i, slice):
-            return [self.read(j) for j in range(len(self))[i]]
+            return [self.read(j, fields) for j in range(len(self))[i]]
         if isinstance(i, list | np.ndarray):
-            return [self.read(int(j)) for j in i]
-        return self.read(i)
+            return [self.read(int(j), fields) for j in i]
+        return self.read(i, fields)
 
     def read(self, i: int, fields: list[str] | tuple[str, ...] | str | None = None) -> dict[str, np.ndarray]:
         """Sample ``i``: every schema field, or only ``fields`` (only those arrays are opened and decoded)."""

@@ -72,6 +72,7 @@ def test_slices_and_field_selection(fake_brain10, tmp_path):
     assert isinstance(two, list) and len(two) == 2 and np.array_equal(two[1]["E"], ds[1]["E"])
     assert [d["E"][0, 0] for d in ds[[3, 1]]] == [ds[3]["E"][0, 0], ds[1]["E"][0, 0]]
     assert list(ds[1, ["exx", "eyy"]]) == ["exx", "eyy"]
+    assert [list(d) for d in ds[2:4, ["uy"]]] == [["uy"], ["uy"]] and list(ds[-1, "E"]) == ["E"]
     assert list(ds.select(fields=["exx"])[0]) == ["exx"]
     assert [list(s) for s in ds.select(["nu"])[4:6]] == [["nu"], ["nu"]]
     with pytest.raises(KeyError, match="no field.*nope.*the schema has exx"):
