@@ -201,3 +201,22 @@ def test_xarray_view_has_metric_coordinates_and_units(fake_brain, wavy):
     assert list(w.data_vars) == ["u_re"] and w.y.values[0] == pytest.approx(0.011)
     with pytest.raises(ValueError, match="not a grid field"):
         to_xarray(wavy, 0, fields=["freq"])
+
+
+def test_task_mode_and_xarray_on_an_eit_dataset(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from phantombench.importers import import_dataset
+    from phantombench.loaders import PhantomDataset, to_xarray
+    from tests.test_import import R, write_ktc
+
+    ds = import_dataset("ktc2023", write_ktc(tmp_path / "ktc"), "eit", tmp_path / "ds")
+    pd = PhantomDataset(ds, split="test", task="eit")
+    obs, tgt = next(iter(DataLoader(pd, batch_size=1)))
+    assert json.loads(obs["config"][0]) == ds.manifest["config"]       # the acquisition, as a JSON string
+    assert obs["dv"].shape == (1, 76 * 31) and obs["currents"].dtype.is_floating_point
+    assert tgt["dsigma"].shape == (1, 256, 256) and not tgt["dsigma"].isnan().any()   # NaN -> nan_to = 0
+    xa = to_xarray(ds, 0, fields=["dsigma", "mask"])
+    dx = 2 * R / 256
+    assert xa.x.values[0] == pytest.approx(-R + dx / 2) and xa.y.values[0] == pytest.approx(R - dx / 2)
+    assert xa["dsigma"].attrs["units"] == "S/m"
