@@ -50,7 +50,8 @@ MEANS = np.array([0.02, 0.9, 0.35, 0.5, 0.6, 0.8, 0.3, 0.45, 0.55, 0.85, 0.15, 0
 class AbdomenBreathingConfig(GeneratorConfig):
     grid_h: int = Field(112, ge=16, le=1024, description="image rows (anterior at the top)")
     grid_w: int = Field(144, ge=16, le=1024, description="image columns")
-    margin_mm: float = Field(8.0, ge=0, description="margin around the body in the image [mm]")
+    margin_mm: float = Field(20.0, ge=0, description="margin around the body in the image (above the largest wall "
+                                                      "expansion, so the moving body stays in view) [mm]")
     layer_mm: float = Field(1.5, gt=0, le=4, description="sliding-layer thickness (halved if the organs are closer "
                                                          "to the wall) [mm]")
     slip_ratio: float = Field(1e-4, gt=0, le=0.1, description="layer shear modulus / viscera shear modulus")

@@ -308,7 +308,7 @@ def test_abdomen_truth_slides_along_the_wall(abdomen_pairs):
     small fraction of the slip), interface pixels marked with unit normals."""
     s = abdomen_pairs[4]
     slip = s.attrs["slip_mm"]
-    assert slip["tangential_max"] > 2 * s.attrs["spacing_mm"][0]
+    assert slip["tangential_max"] > max(5.0, s.attrs["spacing_mm"][0])
     assert slip["gap_mean"] < 0.1 * slip["tangential_mean"], slip
     f = s.fields
     on = f["mask"] == 2
