@@ -252,7 +252,10 @@ def grid_coordinates(ds: Dataset, i: int) -> tuple[np.ndarray, np.ndarray]:
 def to_xarray(ds: Dataset | str | os.PathLike, i: int, fields: list[str] | None = None):
     """Sample ``i``'s grid fields as an ``xarray.Dataset`` on coordinates ``y``, ``x`` [m] (leading axes named
     ``<field>_dim<k>``); units and descriptions from the schema as attributes."""
-    import xarray as xr
+    try:
+        import xarray as xr
+    except ImportError:
+        raise ImportError("to_xarray needs xarray: pip install xarray") from None
 
     ds = ds if isinstance(ds, Dataset) else open_dataset(ds)
     names = fields or [k for k in ds.manifest["schema"] if is_grid_field(ds, k)]

@@ -253,6 +253,7 @@ def import_ktc(src: str | Path, out: str | Path, *, level: int | None = None, or
     card = conventions_card("KTC2023 EIT tank", [
         f"tank radius {RADIUS} m, {N_ELECTRODES} electrodes {WIDTH_DEG} deg wide, electrode 1 at +y, counter-"
         f"clockwise; contact impedance {CONTACT_IMPEDANCE:g} Ohm m^2 (declared: the challenge's geometry)",
+        "currents in A, voltages in V (declared; a scale error would only rescale the fitted background)",
         f"currents positive into the tank, measurements Mpat' U, Uelref read {found['order']} (detected: cosine "
         f"{found['cosine']:.4f} with a homogeneous tank)",
         f"effective 2-D background conductivity {background:.6g} S/m (least-squares fit of Uelref)",
