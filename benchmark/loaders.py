@@ -9,7 +9,7 @@
     for batch in loader: ...        # batch["exx"]: (4, H, W) float32, batch["mask"]: (4, H, W) bool
 
 * Workers: the object holds the folder's path and manifest only; each worker process opens the zarr store itself
-  on first use (nothing unpicklable crosses the fork or spawn).
+  on first use (nothing unpicklable crosses the fork or spawn; zarr restarts its I/O loop in a forked child).
 * Missing values: grid fields are NaN outside the domain (and a liver's real and imaginary parts may disagree on
   which pixels are NaN). One validity mask per sample -- the dataset's ``mask`` field, where it has one, and
   finite in *every* selected grid field -- is applied to all of them alike: outside it each field holds ``nan_to``;
