@@ -128,14 +128,11 @@ def test_downsample_potential_block_means():
 
 # ------------------------------------------------------------------------------------------ smoke training
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    from phantombench import runner
+def small_data(generated):
     from phantombench.store import open_dataset
 
-    root = tmp_path_factory.mktemp("cnnpinn")
-    runner.generate("eit", "cnn-pinn-case1", 40, root / "d", seed=3,
-                    overrides={"mesh_mode": "fixed", "store_mesh": False, "grid_size": 64}, workers=0)
-    return open_dataset(root / "d")
+    return open_dataset(generated("eit", "cnn-pinn-case1", 40, 3, mesh_mode="fixed", store_mesh=False,
+                                  grid_size=64))
 
 
 def Cases(task, ds, indices):

@@ -18,13 +18,11 @@ SMALL = {"width": 8, "depth": 3, "crop": 48, "batch": 4, "threads": 1, "progress
 
 
 @pytest.fixture(scope="module")
-def liver(tmp_path_factory):
-    from phantombench import runner
+def liver(generated, tmp_path_factory):
+    """The dataset, and a folder for checkpoints."""
     from phantombench.store import open_dataset
 
-    root = tmp_path_factory.mktemp("dime")
-    runner.generate("liver-mre", "dime-liver", 4, root / "d", seed=21, workers=0)
-    return open_dataset(root / "d"), root
+    return open_dataset(generated("liver-mre", "dime-liver", 4, 21)), tmp_path_factory.mktemp("dime")
 
 
 def Cases(task, ds, indices):

@@ -14,16 +14,10 @@ TASK = get_task("eit")
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    from phantombench import runner
-
-    root = tmp_path_factory.mktemp("eit")
-    out = {}
+def datasets(generated):
     # noise-free P3 case 1 and the 20 dB one (same phantoms: the noise is drawn after the phantom)
-    for name, over in (("clean", {"snr_db": None, "store_mesh": False}), ("noisy", {"store_mesh": False})):
-        runner.generate("eit", "cnn-pinn-case1", 4, root / name, seed=0, overrides=over, workers=0)
-        out[name] = root / name
-    return out
+    return {"clean": generated("eit", "cnn-pinn-case1", 4, 0, snr_db=None, store_mesh=False),
+            "noisy": generated("eit", "cnn-pinn-case1", 4, 0, store_mesh=False)}
 
 
 def _cases(path):

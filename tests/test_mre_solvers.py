@@ -15,16 +15,11 @@ TASK = get_task("mre")
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    from phantombench import runner
+def datasets(generated):
     from phantombench.store import open_dataset
 
-    root = tmp_path_factory.mktemp("mre")
-    out = {}
-    for preset, n, seed in (("homogeneous", 1, 0), ("dime-liver", 3, 11), ("mdev-liver", 1, 12)):
-        runner.generate("liver-mre", preset, n, root / preset, seed=seed, workers=0)
-        out[preset] = open_dataset(root / preset)
-    return out
+    return {preset: open_dataset(generated("liver-mre", preset, n, seed))
+            for preset, n, seed in (("homogeneous", 1, 0), ("dime-liver", 3, 11), ("mdev-liver", 1, 12))}
 
 
 # ------------------------------------------------------------------------------------------ building blocks
