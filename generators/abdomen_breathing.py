@@ -301,7 +301,7 @@ def slip_stats(ph: Phantom, fe: FEResult) -> dict[str, float]:
 
     mid, n = mid_layer(ph)
     off = (0.5 * ph.layer_mm + 0.1) * 1e-3
-    up, um = fe.fmap.at_points(mid + off * n), fe.fmap.at_points(mid - off * n)
+    up, um = np.split(fe.fmap.at_points(np.vstack([mid + off * n, mid - off * n])), 2)
     ok = np.isfinite(up).all(axis=1) & np.isfinite(um).all(axis=1)
     t = np.column_stack([-n[:, 1], n[:, 0]])
     jt = np.abs(np.sum((up - um) * t, axis=1))[ok] * 1e3
