@@ -67,43 +67,52 @@ def _proc_chain() -> list[int]:
 
 
 def starting_points(wide: bool = True) -> list[Path]:
-    """Where a snooping solver looks: its ancestors' command lines, working folders, environments and open
-    files; its own working folder and environment; and (``wide``) home and the temporary directory."""
+    """Where a snooping solver looks, most promising first: its ancestors' working folders and the paths in
+    their command lines (relative ones taken from their working folder), environments and open files; its own
+    working folder and environment; and (``wide``) home and the temporary directory."""
+    first: list[Path] = []
     found: list[Path] = []
 
-    def add(s: str) -> None:
+    def add(s: str, base: Path, into: list[Path]) -> None:
         for part in s.replace("=", " ").split():
-            if part.startswith("/") or part.startswith("."):
-                found.append(Path(part))
+            if part.startswith("-") or len(part) > 4096:
+                continue
+            into.append(base / part)   # (an absolute part replaces base)
 
     for pid in _proc_chain():
         proc = Path(f"/proc/{pid}")
         try:
-            for arg in (proc / "cmdline").read_bytes().split(b"\0"):
-                add(arg.decode(errors="ignore"))
-            found.append(Path(os.readlink(proc / "cwd")))
+            cwd = Path(os.readlink(proc / "cwd"))
+            first.append(cwd)
+            for arg in (proc / "cmdline").read_bytes().split(b"\0")[1:]:
+                add(arg.decode(errors="ignore"), cwd, first)
             for var in (proc / "environ").read_bytes().split(b"\0"):
-                add(var.decode(errors="ignore"))
+                add(var.decode(errors="ignore"), cwd, found)
             for fd in (proc / "fd").iterdir():
-                add(os.readlink(fd))
+                add(os.readlink(fd), cwd, found)
         except OSError:
             continue
-    found.append(Path.cwd())
+    first.append(Path.cwd())
     for v in os.environ.values():
-        add(v)
+        add(v, Path.cwd(), found)
     if wide:
         found += [Path.home(), Path(tempfile.gettempdir())]
     out, seen = [], set()
-    for p in found:
+    for p in first + found:
         for q in (p, *p.parents[: 3 if wide else 0]):
             try:
                 q = q.resolve()
+                ok = q not in seen and q.is_dir() and q != Path("/")
             except OSError:
                 continue
-            if q not in seen and q.is_dir() and q != Path("/"):
+            if ok:
                 seen.add(q)
                 out.append(q)
     return out
+
+
+SKIP_DIRS = {"proc", "sys", "node_modules", "site-packages", "__pycache__", "venv", "lib", "lib64", "include",
+             "share", "bin"}
 
 
 def find_folders(marker: str, also: str, deadline: float, wide: bool = True) -> list[Path]:
@@ -116,7 +125,7 @@ def find_folders(marker: str, also: str, deadline: float, wide: bool = True) -> 
             depth = len(Path(dirpath).relative_to(root).parts)
             if depth >= WALK_DEPTH:
                 dirnames[:] = []
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("proc", "sys", "node_modules")
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS
                            and not d.endswith(".zarr")]
             if marker in filenames and also in set(dirnames) | set(filenames) | set(os.listdir(dirpath)):
                 p = Path(dirpath).resolve()
