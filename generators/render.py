@@ -150,6 +150,13 @@ class PlaneWaves:
             out[s:s + 16384] = a @ amp
         return out
 
+    def on_grid(self, grid: Grid) -> np.ndarray:
+        """Values at the centres of ``grid`` (H, W), separably: cos(k.x + phi) = Re[exp(i (kx x + phi)) exp(i ky y)],
+        so the sum is one complex (H x n) @ (n x W) product (float64)."""
+        A = np.exp(1j * (np.outer(grid.x - self.centre[0], self.k[:, 0]) + self.phase)) * self.amp  # (W, n)
+        B = np.exp(1j * np.outer(grid.y - self.centre[1], self.k[:, 1]))                           # (H, n)
+        return (B @ A.T).real
+
 
 @dataclass
 class IntensityModel:
@@ -161,6 +168,12 @@ class IntensityModel:
 
     def __call__(self, X: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.means[labels] * np.exp(self.bias(X)) * (1.0 + self.texture(X))
+
+    def on_grid(self, grid: Grid, labels: np.ndarray) -> np.ndarray:
+        """The model at the centres of ``grid`` (labels (H*W,) or (H, W)), (H, W): the same function as
+        ``__call__`` (plane waves summed separably in float64 instead of pointwise in float32)."""
+        lab = np.asarray(labels).reshape(grid.shape)
+        return self.means[lab] * np.exp(self.bias.on_grid(grid)) * (1.0 + self.texture.on_grid(grid))
 
 
 def render_pair(fmap: PiecewiseAffineMap, model: IntensityModel, grid: Grid, ss: int = 3,
@@ -177,7 +190,7 @@ def render_pair(fmap: PiecewiseAffineMap, model: IntensityModel, grid: Grid, ss:
     def labels(idx):
         return np.where(idx >= 0, fmap.labels[np.maximum(idx, 0)], outside_label)
 
-    fixed = _block_mean(model(x, labels(idx_f)).reshape(fine.shape), ss)
+    fixed = _block_mean(model.on_grid(fine, labels(idx_f)), ss)
     moving = _block_mean(model(fmap.to_reference(idx_m, x), labels(idx_m)).reshape(fine.shape), ss)
     if ss % 2:  # the middle sub-pixel centre is the pixel centre: reuse its location
         c = ss // 2
