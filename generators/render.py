@@ -11,7 +11,8 @@ channel d along array axis d (d = 0 rows, pointing down; d = 1 columns, pointing
   coordinates back to the reference triangle, which is exact for a piecewise-affine map without folds.
 * :class:`IntensityModel` -- an MR-like intensity defined on the reference configuration: a mean per tissue
   class times a smooth multiplicative bias field times (1 + a band-limited texture), both sums of plane waves,
-  so they can be evaluated exactly at any point.
+  so they can be evaluated exactly at any point (on a grid separably, in float64; at scattered points in
+  float32, which agrees to ~1e-6: tests/test_deform.py).
 * :func:`render_pair` -- the fixed image samples the model at the fixed pixels, the moving image pulls it back
   through the inverse FE map; both average ``ss x ss`` sub-pixel samples (anti-aliasing), so both images are
   box-filtered samples of the same scene and the truth carries no image-interpolation error. The true ``disp``
