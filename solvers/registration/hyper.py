@@ -4,7 +4,9 @@ The regulariser's parameters vary in space by tissue class: the class of each vo
 image's segmentation (the observation's ``fixed_labels``; K = the number of classes seen in training, background
 included) and every class c has its own parameters -- (lambda_c, mu_c) of the linear-elastic energy
 (:class:`HyperElastic`, ``hypermorph-elastic``) or alpha_c of the diffusion energy (:class:`HyperDiffusion`,
-``hypermorph-diffusion``). Loss: ``MSE + reg_scale * E(u; params(x))`` (:mod:`.losses`).
+``hypermorph-diffusion``). Loss: ``MSE + w_reg * E(u; params(x))`` (:mod:`.losses`), ``w_reg`` 0.05 by default:
+with 1, the elastic energy of the FEM's own displacement on the brain-deform pairs is as large as the image MSE
+before registration, so the best trade-off barely moves the image.
 
 Conditioning (our choice): one network serves every parameter vector h (K * P numbers, P = 2 or 1), drawn from
 U(0, 1) per training pair (HyperMorph's amortised training). h reaches the network twice: as FiLM (a scale and a
@@ -46,7 +48,7 @@ class HyperElastic(VoxelMorph):
     name = "hypermorph-elastic"
     n_per_class = 2                     # (lambda, mu)
     param_names = ("lambda", "mu")
-    defaults = {**VoxelMorph.defaults, "w_sim": 1.0, "w_reg": 1.0, "grid": [0.05, 0.25, 0.5, 0.75, 1.0],
+    defaults = {**VoxelMorph.defaults, "w_sim": 1.0, "w_reg": 0.05, "grid": [0.05, 0.25, 0.5, 0.75, 1.0],
                 "conditioning": "adaptive", "values": None}
     key_params = VoxelMorph.key_params
 
@@ -102,9 +104,9 @@ class HyperElastic(VoxelMorph):
         self.meta.update({"cond": found["cond"], "search": found})
 
     def describe_cond(self, cond) -> dict[str, list[float]]:
-        """{parameter name: per-class values} of a vector."""
+        """{parameter name: per-class values (4 decimals)} of a vector."""
         h = np.asarray(cond, float).reshape(self.n_per_class, int(self.meta["n_classes"]))
-        return {n: [float(x) for x in h[i]] for i, n in enumerate(self.param_names)}
+        return {n: [round(float(x), 4) for x in h[i]] for i, n in enumerate(self.param_names)}
 
 
 class HyperDiffusion(HyperElastic):
@@ -154,6 +156,7 @@ def class_scores(solver: HyperElastic, arrays: dict[str, np.ndarray], cond) -> n
 
 
 def _mean(x: np.ndarray) -> float:
+    """Mean of the finite values; -inf when there are none."""
     x = x[np.isfinite(x)]
     return float(x.mean()) if x.size else -np.inf
 
@@ -175,14 +178,14 @@ def search(solver: HyperElastic, arrays: dict[str, np.ndarray], grid: list[float
     evaluations = len(combos)
     if adaptive:
         for c in range(k):
-            base = np.nanmean(class_scores(solver, arrays, best)[:, c])
+            base = _mean(class_scores(solver, arrays, best)[:, c])
             if not np.isfinite(base):
                 continue
             pick, pick_s = None, base
             for combo in combos:
                 vec = best.copy()
                 vec[[i * k + c for i in range(npc)]] = combo
-                s = float(np.nanmean(class_scores(solver, arrays, vec)[:, c]))
+                s = _mean(class_scores(solver, arrays, vec)[:, c])
                 evaluations += 1
                 if s > pick_s:
                     pick, pick_s = vec, s
@@ -191,6 +194,6 @@ def search(solver: HyperElastic, arrays: dict[str, np.ndarray], grid: list[float
     final = class_scores(solver, arrays, best)
     return {"mode": "adaptive" if adaptive else "global", "cond": [float(x) for x in best],
             "global_cond": [float(x) for x in global_vec], "global_score": float(global_score),
-            "score": _mean(final), "class_scores": [float(np.nanmean(final[:, c])) if np.isfinite(final[:, c]).any()
-                                                    else None for c in range(k)],
+            "score": _mean(final), "class_scores": [_mean(final[:, c]) if np.isfinite(final[:, c]).any() else None
+                                                    for c in range(k)],
             "criterion": "dice" if "moving_labels" in arrays else "neg_epe", "evaluations": evaluations}
