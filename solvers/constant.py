@@ -8,6 +8,7 @@ nominal value (overridable):
   (means over the mask), nu clipped to [0, 0.499].
 * ``mre``: |G*| = ``abs_G`` (default 2 kPa, healthy liver) and phi = ``phi`` (default 0.3 rad).
 * ``eit``: no conductivity change (dsigma = 0), the difference-imaging null hypothesis.
+* ``registration``: zero displacement, of the shape the task declares (``task.prediction_shape``).
 
 Any field can be fixed instead with ``--param value_<field>=<number>``.
 """
@@ -41,7 +42,7 @@ class Constant(Solver):
             return {"E": E, "nu": nu}
         if t == "mre":
             return {"abs_G": float(self.params["abs_G"]), "phi": float(self.params["phi"])}
-        if t == "eit":
+        if t in ("eit", "registration"):
             return {p.name: 0.0 for p in self.task.predictions}
         return {p.name: 1.0 for p in self.task.predictions}
 
@@ -51,5 +52,6 @@ class Constant(Solver):
         out = {}
         for p in self.task.predictions:
             v = self.params.get(f"value_{p.name}")
-            out[p.name] = np.full(shape, values[p.name] if v is None else float(v), dtype=np.float64)
+            shp = self.task.prediction_shape(p.name, observation) if hasattr(self.task, "prediction_shape") else shape
+            out[p.name] = np.full(shp, values[p.name] if v is None else float(v), dtype=np.float64)
         return out
