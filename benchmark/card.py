@@ -9,6 +9,34 @@ def _fmt_shape(shape: list) -> str:
     return " x ".join(str(s) for s in shape) if shape else "scalar"
 
 
+def compact_json(obj: Any, indent: int = 2, width: int = 110) -> str:
+    """JSON with objects indented but lists of numbers on one line each (wrapped at ``width``), so a card that
+    holds a current-pattern matrix stays readable instead of running to thousands of one-number lines."""
+    import json
+
+    def walk(o: Any, level: int) -> str:
+        pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+        if isinstance(o, dict) and o:
+            items = [f"{inner}{json.dumps(k)}: {walk(v, level + 1)}" for k, v in o.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(o, list) and o and any(isinstance(v, (dict, list)) for v in o):
+            return "[\n" + ",\n".join(inner + walk(v, level + 1) for v in o) + "\n" + pad + "]"
+        if isinstance(o, list):
+            flat = json.dumps(o)
+            if len(flat) <= width:
+                return flat
+            parts, line = [], ""
+            for v in (json.dumps(x) for x in o):
+                if line and len(line) + len(v) + 2 > width:
+                    parts.append(line)
+                    line = ""
+                line += (", " if line else "") + v
+            return "[\n" + ",\n".join(inner + p for p in parts + [line]) + "\n" + pad + "]"
+        return json.dumps(o)
+
+    return walk(obj, 0)
+
+
 def render_card(manifest: dict[str, Any], generator_notes: str) -> str:
     m = manifest
     prov = m["provenance"]
@@ -49,10 +77,7 @@ def render_card(manifest: dict[str, Any], generator_notes: str) -> str:
     for name, spec in m["schema"].items():
         lines.append(f"| `{name}` | {_fmt_shape(spec['shape'])} | {spec['dtype']} | {spec['unit'] or '-'} "
                      f"| {spec['description']} |")
-    lines += ["", "## Configuration", "", "```json"]
-    import json
-
-    lines += [json.dumps(m["config"], indent=2), "```", ""]
+    lines += ["", "## Configuration", "", "```json", compact_json(m["config"]), "```", ""]
     if generator_notes.strip():
         lines += [generator_notes.strip(), ""]
     pk = prov.get("packages", {})
