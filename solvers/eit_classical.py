@@ -246,6 +246,29 @@ class TVResult:
     history: list[float]
 
 
+DENSE_FROM_M = 512   # measurements from which TV's Newton system is solved dense (see _newton_solver)
+
+
+def _newton_solver(J: np.ndarray):
+    """``solve(S, rhs)`` for ``(S + J^T J) x = rhs`` (S sparse, changing every Newton step, J fixed).
+
+    Few measurements (M < ``DENSE_FROM_M``, e.g. 208 for a 16-electrode ring): the sparse bordered system of
+    :func:`_bordered_solve` (M dense rows, no N x N matrix). Many (KTC2023's 2,356 on 32 electrodes): the
+    bordered factorisation fills in and is an order of magnitude slower than a dense Cholesky of ``J^T J``
+    (formed once) plus S, which agrees with it to rounding (``scripts/bench_tv_ktc.py`` measures both)."""
+    import scipy.linalg as sl
+
+    if J.shape[0] < DENSE_FROM_M:
+        return lambda S, rhs: _bordered_solve(S, J, rhs)
+    JtJ = J.T @ J
+
+    def solve(S, rhs):
+        A = S.toarray()
+        A += JtJ
+        return sl.cho_solve(sl.cho_factor(A, overwrite_a=True, check_finite=False), rhs, check_finite=False)
+    return solve
+
+
 def _bordered_solve(S: sp.spmatrix, J: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve ``(S + J^T J) x = rhs`` for sparse symmetric S (possibly singular on constants) through the sparse
     bordered system ``[[S, J^T], [J, -I]] [x; z] = [rhs; 0]`` (M dense rows only; no dense N x N matrix)."""
@@ -276,7 +299,7 @@ def tv_pdipm(J: np.ndarray, b: np.ndarray, edges: np.ndarray, edge_length: np.nd
     from ``beta0`` (default: the mean squared edge difference of the minimum-norm solution) to
     ``beta_min_rel * beta0``, where the smoothing moves the TV of an edge by at most ``sqrt(beta)``. The
     system matrix is a weighted graph Laplacian plus the rank-M ``J^T J``: it is solved sparse through the
-    bordered form (:func:`_bordered_solve`). Stops at the smallest beta once the relative step is below ``tol``.
+    bordered form for few measurements, dense with ``J^T J`` formed once for many (:func:`_newton_solver`). Stops at the smallest beta once the relative step is below ``tol``.
     """
     J = np.asarray(J, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -300,6 +323,7 @@ def tv_pdipm(J: np.ndarray, b: np.ndarray, edges: np.ndarray, edge_length: np.nd
     y = np.zeros(len(edges))
     hist: list[float] = []
     it = 0
+    newton = _newton_solver(J)
     for it in range(1, max_iter + 1):
         Dx = D @ x
         eta = np.sqrt(Dx ** 2 + beta)
@@ -307,7 +331,7 @@ def tv_pdipm(J: np.ndarray, b: np.ndarray, edges: np.ndarray, edge_length: np.nd
         F2 = eta * y - Dx
         K = 1.0 - y * Dx / eta
         S = Dt @ sp.diags(a * ell * K / eta) @ D
-        dx = _bordered_solve(S, J, -F1 + a * (Dt @ (ell * F2 / eta)))
+        dx = newton(S, -F1 + a * (Dt @ (ell * F2 / eta)))
         dy = (K * (D @ dx) - F2) / eta
         with np.errstate(divide="ignore", invalid="ignore"):
             room = np.where(dy > 0, (1.0 - y) / dy, np.where(dy < 0, (-1.0 - y) / dy, np.inf))
