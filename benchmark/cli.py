@@ -171,11 +171,56 @@ def export(path: Annotated[Path, typer.Argument(help="Dataset folder.")],
     out.print(f"wrote {target}")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from phantombench import __version__
+
+        out.print(f"phantombench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Generate FEM phantoms as versioned datasets, evaluate inverse solvers on them, render the board."""
+
+
+def _short(v) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _preset_table(gen) -> Table:
+    defaults = gen.Config().model_dump(mode="json")
+    t = Table(title=f"{gen.name} v{gen.version}: presets (settings that differ from the defaults)",
+              title_justify="left", show_lines=False)
+    t.add_column("preset", style="cyan", no_wrap=True)
+    t.add_column("settings")
+    for p in gen.presets:
+        cfg = gen.config(p).model_dump(mode="json")
+        diff = {k: v for k, v in cfg.items() if defaults.get(k) != v}
+        t.add_row(p, ", ".join(f"{k}={_short(v)}" for k, v in diff.items()) or "(defaults)")
+    return t
+
+
+def _field_table(gen) -> Table:
+    t = Table(title=f"{gen.name}: configuration fields (--set KEY=VALUE)", title_justify="left")
+    for col in ("field", "default", "description"):
+        t.add_column(col, no_wrap=col == "field")
+    defaults = gen.Config().model_dump(mode="json")
+    for name, f in gen.Config.model_fields.items():
+        t.add_row(name, _short(defaults.get(name)), f.description or "")
+    return t
+
+
 @app.command()
 @handle_errors
 def presets(generator: Annotated[str | None, typer.Argument(help="Generator name (default: all).")] = None,
-            ) -> None:
-    """List generators, their presets and the resolved configuration of each."""
+            fields: Annotated[bool, typer.Option("--fields", help="Also list every configuration field with "
+                                                              "its default and description.")] = False,
+            as_json: Annotated[bool, typer.Option("--json", help="The resolved configuration of every preset "
+                                                                 "as JSON.")] = False) -> None:
+    """List generators and their presets (what each preset changes); --fields explains every setting."""
     from phantombench.registry import generator_names, get_generator
 
     for name in [generator] if generator else generator_names():
@@ -184,10 +229,12 @@ def presets(generator: Annotated[str | None, typer.Argument(help="Generator name
         except ImportError as e:
             out.print(f"[bold]{name}[/]: not available ({e})")
             continue
-        out.print(f"[bold]{name}[/] v{gen.version}")
-        for p in gen.presets:
-            cfg = gen.config(p).model_dump(mode="json")
-            out.print(f"  [cyan]{p}[/]: " + json.dumps(cfg), highlight=False, soft_wrap=True)
+        if as_json:
+            out.print_json(json.dumps({p: gen.config(p).model_dump(mode="json") for p in gen.presets}))
+            continue
+        out.print(_preset_table(gen))
+        if fields:
+            out.print(_field_table(gen))
 
 
 # the other command modules add theirs (they import cli_common, never this module)

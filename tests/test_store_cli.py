@@ -211,3 +211,17 @@ def test_dask_scheduler_and_worker_give_identical_samples(tmp_path):
     assert _hashes(tmp_path / "w1") == ref
     assert _hashes(tmp_path / "w2") == ref
     assert _hashes(tmp_path / "remote") == ref
+
+
+def test_version_and_presets_table():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"phantombench {phantombench.__version__}"
+    r = cli("presets", "brain-slice", "--fields")
+    assert r.returncode == 0, r.stderr
+    assert "elunet-stiff" in r.stdout and "E_background=5000.0" in r.stdout     # what the preset changes
+    assert "traction" in r.stdout and "Pa" in r.stdout                         # a field with its description
+    r = cli("presets", "eit", "--json")
+    cfg = json.loads(r.stdout)
+    assert r.returncode == 0 and cfg["cnn-pinn-case1"]["n_electrodes"] == 16
+    r = cli("presets", "nosuch")
+    assert r.returncode == 2 and "nosuch" in r.stderr and "Traceback" not in r.stderr
