@@ -67,7 +67,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -486,6 +486,50 @@ class TotalVariation(LinearisedEIT):
                        float(self.params["tol"]))
         self.last_result = res
         return res.x
+
+
+class ChosenOnValidation:
+    """Mixin: ``fit`` picks the regularisation weight ``param`` from ``grid`` by the mean ``criterion`` (default
+    RIE, the rule the fixed defaults were chosen by) over the validation cases it receives, then solves every
+    case with it. The plain solvers keep their fixed defaults, so their records do not depend on a split."""
+
+    param: ClassVar[str] = "lam"
+    fit_budget_s = 900.0
+
+    def fit(self, train, val) -> None:
+        cases = list(val) or list(train)[:10]
+        if not cases:
+            raise ValueError(f"{self.name}: no validation (or training) cases to choose {self.param} on")
+        metric = self.task.metric(str(self.params["criterion"]))
+        scores = {}
+        for v in (float(x) for x in self.params["grid"]):
+            self.params = {**self.params, self.param: v}
+            vals = []
+            for obs, target in cases:
+                truth = {**target, "_mask": np.asarray(obs["mask"], bool)}
+                pred, reason = self.task.validate(self.solve(obs), truth)
+                vals.append(metric.fn(pred, truth) if reason is None else np.nan)
+            scores[v] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+        finite = {v: sc for v, sc in scores.items() if np.isfinite(sc)}
+        best = (min if metric.direction == "lower" else max)(finite, key=finite.get)
+        self.params = {**self.params, self.param: best}
+        self.chosen = {"param": self.param, "value": best, "scores": scores, "n_cases": len(cases)}
+
+
+class NOSERChosen(ChosenOnValidation, NOSER):
+    name = "noser-val"
+    defaults = {**NOSER.defaults, "grid": [1e-1, 1e-2, 1e-3, 1e-4], "criterion": "RIE"}
+
+
+class TikhonovChosen(ChosenOnValidation, Tikhonov):
+    name = "tikhonov-val"
+    defaults = {**Tikhonov.defaults, "grid": [1e-1, 1e-2, 1e-3, 1e-4], "criterion": "RIE"}
+
+
+class TVChosen(ChosenOnValidation, TotalVariation):
+    name = "tv-val"
+    param = "alpha"
+    defaults = {**TotalVariation.defaults, "grid": [1e-1, 1e-2, 1e-3], "criterion": "RIE"}
 
 
 # ------------------------------------------------------------------------------------------ tuning
