@@ -38,6 +38,10 @@ SMOKE: dict[str, dict[str, Any]] = {
                  "progress": False, "checkpoint_dir": "{tmp}"},
     "dime-cnn": {"width": 4, "depth": 2, "crop": 32, "batch": 1, "steps": 3, "val_every": 1, "augment": False,
                  "threads": 1, "progress": False, "checkpoint_dir": "{tmp}"},
+    **{name: {"enc": [4, 8, 8, 8], "dec": [8, 8, 8, 8, 8, 4, 4], "channels": [4, 8, 16, 32], "steps": 3, "batch": 2,
+              "val_every": 1, "threads": 1, "progress": False, "checkpoint_dir": "{tmp}"}
+       for name in ("voxelmorph-diffusion", "kheil-diffusion", "kheil-jacobian", "kheil-rigidity", "kheil-sliding",
+                    "hypermorph-elastic", "hypermorph-diffusion")},
 }
 # solvers whose smallest budget is still too slow for the fast test set (run with -m slow)
 SLOW: set[str] = set()

@@ -228,3 +228,67 @@ def test_hypernetwork_maps_and_search(pairs, tmp_path):
                               "checkpoint_dir": str(tmp_path / "d")})
     d.fit(train, val)
     assert d.meta["cond"] == [0.3, 0.7] and d.describe_cond(d.meta["cond"]) == {"alpha": [0.3, 0.7]}
+
+
+# ------------------------------------------------------------------------------------------ paper reproductions
+def _check_report(paper, out):
+    import json
+
+    res = json.loads((out / f"{paper.name}.json").read_text())
+    assert paper.render(res) == (out / f"{paper.name}.md").read_text()
+    assert res["findings"] and all(f["supported"] in (True, False, None) for f in res["findings"])
+    return res
+
+
+def test_reproduce_kheil_pipeline_with_a_few_steps(tmp_path):
+    """Both tables end to end (datasets, three regularisers per mode, before row, findings, report); 2 steps."""
+    from phantombench.papers import get_paper
+
+    paper = get_paper("kheil")
+    paper.run(budget="smoke", steps=2, data_root=tmp_path / "data", out_dir=tmp_path / "out",
+              work_dir=tmp_path / "work", log=lambda *_: None)
+    res = _check_report(paper, tmp_path / "out")
+    rows = res["modes"]["sliding"]["rows"]
+    assert set(rows) == {"before", "diffusion", "jacobian", "physics"}
+    assert rows["before"]["test"]["MSE_image"]["mean"] > 0 and rows["physics"]["solver"] == "kheil-sliding"
+    assert len(res["findings"]) == 8
+
+
+def test_reproduce_reithmeir_pipeline_with_a_few_steps(tmp_path):
+    """g / sa / sas for both regularisers on the cuboid stand-in (two classes, no stiffness maps); 2 steps."""
+    from phantombench.papers import get_paper
+
+    paper = get_paper("reithmeir")
+    paper.run(budget="smoke", steps=2, generator="kheil", data_root=tmp_path / "data", out_dir=tmp_path / "out",
+              work_dir=tmp_path / "work", log=lambda *_: None)
+    res = _check_report(paper, tmp_path / "out")
+    el = res["regularisers"]["elastic"]
+    assert el["n_classes"] == 3 and set(el["scores"]) == {"before", "g", "sa", "sas"}
+    assert len(el["chosen"]["sas"]["mu"]) == 3 and res["order"]["sa"]["measured"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kheil", "reithmeir"])
+def test_reproduce_smoke_budget(name, tmp_path):
+    """The full smoke budgets (the committed reports' runs): about 10 min each on a busy 2-core machine."""
+    from phantombench.papers import get_paper
+
+    paper = get_paper(name)
+    paper.run(budget="smoke", data_root=tmp_path / "data", out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+              log=lambda *_: None)
+    _check_report(paper, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["kheil", "reithmeir"])
+def test_committed_reports_re_render_from_their_json(name):
+    import importlib
+    import json
+    from pathlib import Path
+
+    from phantombench.papers import get_paper
+
+    papers = Path(__file__).resolve().parents[1] / "leaderboard" / "papers"
+    res = json.loads((papers / f"{name}.json").read_text())
+    assert get_paper(name).render(res) == (papers / f"{name}.md").read_text()
+    module = importlib.import_module(f"phantombench.papers.{name}")
+    assert module.findings(res) == res["findings"]          # the verdicts follow from the stored numbers
