@@ -47,13 +47,28 @@ SMOKE_2D = {"enc": [8, 16, 16, 16], "dec": [16, 16, 16, 16, 16, 8, 8], "channels
 
 
 # ------------------------------------------------------------------------------------------ data
+def extend_normals(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The interface normals copied from the nearest mask == 2 voxel to every voxel, so the central differences
+    of ``u_n = (u . n) n`` at the edge of the interface band see the band's normal on both sides (with n = 0
+    outside, the difference across the band's edge would penalise |u_n| itself, not its gradient). The shearing
+    term is still averaged over mask == 2 only. Unchanged when there is no interface."""
+    from scipy import ndimage
+
+    band = mask == 2
+    if not band.any() or band.all():
+        return normals
+    idx = ndimage.distance_transform_edt(~band, return_distances=False, return_indices=True)
+    return np.ascontiguousarray(normals[(slice(None), *idx)])
+
+
 def pair_arrays(obs: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of one observation a learned registration model uses: fixed and moving (S), mask (S, uint8;
-    zeros when absent), normals (D, *S; zeros when absent), fixed_labels (S; zeros when absent)."""
+    zeros when absent), normals (D, *S; zeros when absent; extended past the interface by
+    :func:`extend_normals`), fixed_labels (S; zeros when absent)."""
     fixed = np.asarray(obs["fixed"], np.float32)
     shape, d = fixed.shape, fixed.ndim
     mask = np.asarray(obs["mask"], np.uint8) if obs.get("mask") is not None else np.zeros(shape, np.uint8)
-    normals = (np.asarray(obs["normals"], np.float32) if obs.get("normals") is not None
+    normals = (extend_normals(np.asarray(obs["normals"], np.float32), mask) if obs.get("normals") is not None
                else np.zeros((d, *shape), np.float32))
     labels = (np.asarray(obs["fixed_labels"], np.int64) if obs.get("fixed_labels") is not None
               else np.zeros(shape, np.int64))
