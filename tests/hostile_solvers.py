@@ -67,10 +67,10 @@ def _proc_chain() -> list[int]:
 
 
 def starting_points(wide: bool = True) -> list[Path]:
-    """Where a snooping solver looks, most promising first: its ancestors' working folders and the paths in
-    their command lines (relative ones taken from their working folder), environments and open files; its own
-    working folder and environment; and (``wide``) home and the temporary directory."""
-    first: list[Path] = []
+    """Where a snooping solver looks, most promising first: its own working folder, its ancestors' working
+    folders and the paths in their command lines (relative ones taken from their working folder), their
+    environments and open files, its own environment, and (``wide``) home and the temporary directory."""
+    first: list[Path] = [Path.cwd()]
     found: list[Path] = []
 
     def add(s: str, base: Path, into: list[Path]) -> None:
@@ -92,7 +92,6 @@ def starting_points(wide: bool = True) -> list[Path]:
                 add(os.readlink(fd), cwd, found)
         except OSError:
             continue
-    first.append(Path.cwd())
     for v in os.environ.values():
         add(v, Path.cwd(), found)
     if wide:
