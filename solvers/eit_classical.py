@@ -269,6 +269,18 @@ def _newton_solver(J: np.ndarray):
     return solve
 
 
+def spectral_norm(J: np.ndarray) -> float:
+    """||J||_2: a full SVD for few measurements (unchanged results there); from ``DENSE_FROM_M`` on, ARPACK's
+    largest singular value from a fixed start vector (a full SVD of a 2,356 x 2,328 Jacobian takes ~30 s of a
+    TV reconstruction; the two agree to ~1e-15 relative)."""
+    if J.shape[0] < DENSE_FROM_M:
+        return float(np.linalg.norm(J, 2))
+    import scipy.sparse.linalg as spl
+
+    v0 = np.ones(min(J.shape)) / np.sqrt(min(J.shape))
+    return float(spl.svds(J, k=1, v0=v0, return_singular_vectors=False)[0])
+
+
 def _bordered_solve(S: sp.spmatrix, J: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve ``(S + J^T J) x = rhs`` for sparse symmetric S (possibly singular on constants) through the sparse
     bordered system ``[[S, J^T], [J, -I]] [x; z] = [rhs; 0]`` (M dense rows only; no dense N x N matrix)."""
@@ -479,7 +491,7 @@ class TotalVariation(LinearisedEIT):
     defaults = {**LinearisedEIT.defaults, "alpha": 1e-2, "max_iter": 100, "tol": 1e-6}
 
     def reconstruct_cells(self, op, dv):
-        s = np.linalg.norm(op.J, 2)
+        s = spectral_norm(op.J)
         Js, bs = op.J / s, dv / s
         alpha_abs = float(self.params["alpha"]) * float(np.linalg.norm(bs))
         res = tv_pdipm(Js, bs, op.edges, op.edge_length, alpha_abs, int(self.params["max_iter"]),
