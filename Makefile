@@ -9,7 +9,8 @@ DATA ?= data
 # task:solver pairs the main job evaluates (classical baselines and the trivial reference)
 BASELINES ?= brain-elasticity:constant brain-elasticity:direct-elasticity \
              mre:constant mre:ahi mre:mdev \
-             eit:constant eit:noser eit:tikhonov eit:tv
+             eit:constant eit:noser eit:tikhonov eit:tv \
+             registration:identity registration:elastix
 
 # the learned solvers' leaderboard records (about 1.5 h of CPU on 2 cores; not part of `make run`): per-sample
 # training budgets in CPU seconds so that a shared machine gives every model the same compute

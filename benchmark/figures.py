@@ -27,41 +27,48 @@ def _limits(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def panels(task, example: dict[str, Any]) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """(name, unit, truth, prediction, mask, relative error?) of each 2-D map to draw for one case: one per
+    prediction field, or what the task's ``figure_fields`` gives for predictions that are not one (H, W) map
+    (registration: each displacement channel in mm)."""
+    truth, pred = example["truth"], example["prediction"]
+    if hasattr(task, "figure_fields"):
+        return [(name, "", g, q, m, False) for name, (g, q, m) in task.figure_fields(truth, pred).items()]
+    return [(p.name, p.unit, truth[p.name], pred[p.name], truth["_mask"], p.scale_check) for p in task.predictions]
+
+
+def _error(g: np.ndarray, q: np.ndarray, relative: bool) -> np.ndarray:
+    if not relative:
+        return q - g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100 * (q - g) / np.abs(g)
+
+
 def case_figure(task, examples: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """One row per (case, prediction field): truth | prediction (same colour scale) | error."""
+    """One row per (case, map): truth | prediction (same colour scale) | error."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(ex, p) for ex in examples for p in task.predictions]
-    h, w = examples[0]["truth"][task.predictions[0].name].shape
+    rows = [(ex, pan) for ex in examples for pan in panels(task, ex)]
+    h, w = np.shape(rows[0][1][2])
     cell = 2.6
     fig, axes = plt.subplots(len(rows), 3, figsize=(3 * cell * max(w / h, 0.6) + 1.5, cell * len(rows) + 0.6),
                              squeeze=False, constrained_layout=True)
-    for r, (ex, p) in enumerate(rows):
-        mask = ex["truth"]["_mask"]
-        g = _masked(ex["truth"][p.name], mask)
-        q = _masked(ex["prediction"][p.name], mask)
+    for r, (ex, (name, unit, g, q, mask, relative)) in enumerate(rows):
+        g, q = _masked(g, mask), _masked(q, mask)
         lo, hi = _limits(g, mask)
-        unit = f" [{p.unit}]" if p.unit not in ("", "1") else ""
-        im = axes[r, 0].imshow(g, vmin=lo, vmax=hi, cmap="viridis")
-        axes[r, 0].set_title(f"{ex['case']} truth {p.name}{unit}", fontsize=8)
-        fig.colorbar(im, ax=axes[r, 0], shrink=0.8)
-        im = axes[r, 1].imshow(q, vmin=lo, vmax=hi, cmap="viridis")
-        axes[r, 1].set_title(f"prediction {p.name}", fontsize=8)
-        fig.colorbar(im, ax=axes[r, 1], shrink=0.8)
-        if p.scale_check:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                e = 100 * (q - g) / np.abs(g)
-            label = "relative error [%]"
-        else:
-            e = q - g
-            label = f"error{unit}"
+        unit = f" [{unit}]" if unit not in ("", "1") else ""
+        for c, (img, label) in enumerate(((g, f"{ex['case']} truth {name}{unit}"), (q, f"prediction {name}"))):
+            im = axes[r, c].imshow(img, vmin=lo, vmax=hi, cmap="viridis")
+            axes[r, c].set_title(label, fontsize=8)
+            fig.colorbar(im, ax=axes[r, c], shrink=0.8)
+        e = _error(g, q, relative)
         fin = e[np.isfinite(e)]
         lim = float(np.percentile(np.abs(fin), 99)) if fin.size else 1.0
         im = axes[r, 2].imshow(e, vmin=-lim or -1, vmax=lim or 1, cmap="RdBu_r")
-        axes[r, 2].set_title(label, fontsize=8)
+        axes[r, 2].set_title("relative error [%]" if relative else f"error{unit}", fontsize=8)
         fig.colorbar(im, ax=axes[r, 2], shrink=0.8)
     for ax in axes.ravel():
         ax.set_xticks([])
@@ -73,17 +80,15 @@ def case_figure(task, examples: list[dict[str, Any]], path: Path, title: str = "
 
 
 def thumbnail_png(task, example: dict[str, Any], height: int = 96) -> bytes:
-    """Truth and prediction of the main prediction field side by side (same colour scale), as PNG bytes."""
+    """Truth and prediction of the first map side by side (same colour scale), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import colormaps
     from matplotlib.image import imsave
 
-    p = task.predictions[0]
-    mask = example["truth"]["_mask"]
-    g = _masked(example["truth"][p.name], mask)
-    q = _masked(example["prediction"][p.name], mask)
+    _, _, g, q, mask, _ = panels(task, example)[0]
+    g, q = _masked(g, mask), _masked(q, mask)
     lo, hi = _limits(g, mask)
 
     def rgb(a):
