@@ -275,3 +275,15 @@ def test_rectangle_points_cells():
     assert a.min() > 0
     assert a.sum() == pytest.approx(0.06, rel=1e-12)
     assert len(c) == 2 * 8 * 5
+
+
+def test_coarse_random_slice_with_a_near_degenerate_loop_still_meshes():
+    """A regression of the mesher's refactor: with this coarse mesh (brain 'random', seed 0) an interface loop of
+    nearly zero area flipped from outer boundary to hole when its signed area was summed another way."""
+    from phantombench.generators.base import sample_rng
+    from phantombench.registry import get_generator
+
+    gen = get_generator("brain-slice")
+    cfg = gen.config("random", {"h_fine": 0.0025, "h_coarse": 0.006, "grid_h": 36, "grid_w": 26, "order": 1})
+    s = gen.sample(cfg, sample_rng(0, 0), 0)
+    assert s.fields["E"].shape == (36, 26) and np.isfinite(s.fields["E"][s.fields["mask"]]).all()
