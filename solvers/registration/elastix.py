@@ -108,7 +108,11 @@ def register(fixed: np.ndarray, moving: np.ndarray, spacing_mm, params: dict) ->
         _, tp = itk.elastix_registration_method(F, M, log_to_console=False,
                                                 parameter_object=parameter_maps(itk, fixed.ndim, params, False))
         last_fallback.append(True)
-    field = np.asarray(itk.array_from_image(itk.transformix_deformation_field(M, tp)), np.float64)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="transformix-") as out:   # transformix writes its field to disk
+        field = np.asarray(itk.array_from_image(itk.transformix_deformation_field(M, tp, output_directory=out)),
+                           np.float64)
     return field_to_disp(field, sp)
 
 
