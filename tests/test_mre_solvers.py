@@ -115,15 +115,15 @@ def test_homogeneous_whole_box_mare_beats_constant(datasets):
 
 
 def _main_metric(pred, t, region):
-    m = TASK.metric(TASK.main_metric)
+    m = TASK.metric("MARE_absG")     # the metric this check was written for (the board ranks by RIE_absG)
     truth = {"abs_G": t["abs_G"], "phi": t["phi"], "labels": t["labels"], "_mask": t[region]}
     return m, float(m.fn(pred, truth))
 
 
 @pytest.mark.parametrize("region", ["liver_mask", "mask"])
 def test_baselines_beat_constant(datasets, region):
-    """Main metric of the mre task (MARE of |G*|, lower is better), mean over the cases, scored over the liver
-    and over the whole tissue mask; truth = |G*| at 60 Hz."""
+    """MARE of |G*| (lower is better), mean over the cases, scored over the liver and over the whole tissue mask;
+    truth = |G*| at 60 Hz."""
     scores: dict[str, list[float]] = {"constant": [], "ahi": [], "mdev": []}
     const = Constant(TASK)
     for preset in ("dime-liver", "mdev-liver"):
