@@ -19,16 +19,16 @@ LEARNED ?= "elunet-ps-w1 --task brain-elasticity --param train_time_s=60 --param
            "dime-cnn --task mre --preset dime-liver --param progress=false" \
            "cnn-pinn --task eit"
 
-.PHONY: run data brain learned reproduce test test-all setup bench leaderboard clean
+.PHONY: run data brain learned reproduce test test-all setup bench leaderboard clean lock
 
-$(BIN)/phantombench: pyproject.toml
+$(BIN)/phantombench: pyproject.toml constraints.txt
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
 	    { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null 2>&1; }; }; } || \
 	  echo "note: bubblewrap (bwrap) is not installed: solvers will run unsandboxed and records say sandbox: none"
 	@test -x $(BIN)/python || (command -v $(PY) >/dev/null 2>&1 && $(PY) -m venv $(VENV)) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[peers,test]"
+	$(BIN)/python -m pip install --quiet -e ".[peers,test]" -c constraints.txt
 	@touch $@
 
 setup: $(BIN)/phantombench
@@ -73,6 +73,15 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_all.py
+
+# re-resolve the newest versions pyproject.toml allows into a scratch venv and rewrite constraints.txt from it
+# (then re-run the tests and `make run`, and commit constraints.txt with the records it produced)
+lock:
+	rm -rf .venv-lock && $(PY) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[peers,test]"
+	{ head -2 constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.tmp
+	mv constraints.tmp constraints.txt && rm -rf .venv-lock
 
 clean:
 	rm -rf $(DATA) results .pytest_cache
