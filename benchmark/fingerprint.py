@@ -7,8 +7,8 @@ differently, so it cannot name a dataset on the leaderboard. The fingerprint can
   schema -- enters as an exact digest (:func:`plan_digest`): another seed, preset, config or version gives
   another fingerprint whatever the data;
 * **what came out** enters through a *sketch*: per sample and field, the count of finite values and their
-  mean and root mean square (complex fields by their real and imaginary parts), plus the numeric sample
-  attributes. Each sketch value is quantised on a grid whose step is ``STEP_RTOL_FACTOR`` times the
+  mean and root mean square (complex fields by their real and imaginary parts). Sample attributes do not
+  enter (they hold solve times and iteration counts, which differ between bit-identical generations). Each sketch value is quantised on a grid whose step is ``STEP_RTOL_FACTOR`` times the
   dataset's ``regen_rtol`` times the field's scale.
 
 Plain rounding would still flip the identity for a value that sits next to a grid boundary (a mean of
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "phantombench-fingerprint/1"
+FORMAT = "phantombench-fingerprint/2"   # 2: attributes no longer enter
 STEP_RTOL_FACTOR = 8.0          # grid step = 8 x regen_rtol x scale: bins hold +-4 regen_rtol around the reference
 MIN_RTOL = 1e-10                # a dataset that claims bit-exact regeneration still gets a grid
 STATS = ("n_finite", "mean", "rms")
@@ -69,31 +69,17 @@ def array_sketch(a: np.ndarray) -> list[float]:
     return _stats(a.astype(np.float64, copy=False))
 
 
-def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    if isinstance(obj, Mapping):
-        for k in sorted(obj):
-            out.update(_numeric_leaves(obj[k], f"{prefix}{k}."))
-    elif isinstance(obj, (list, tuple)):
-        for k, v in enumerate(obj):
-            out.update(_numeric_leaves(v, f"{prefix}{k}."))
-    elif isinstance(obj, (bool, np.bool_)):
-        out[prefix[:-1]] = float(obj)
-    elif isinstance(obj, (int, float, np.integer, np.floating)) and math.isfinite(float(obj)):
-        out[prefix[:-1]] = float(obj)
-    return out
-
-
 def sample_sketch(fields: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> dict[str, list[float]]:
-    """Sketch of one sample: every numeric field, and its numeric attributes (``@attrs``)."""
+    """Sketch of one sample: every numeric field. Attributes do not enter: they hold run facts such as solve
+    times and Newton iterations that differ between two bit-identical generations (``attrs`` is accepted and
+    ignored, for callers that pass it)."""
     sk = {name: array_sketch(arr) for name, arr in sorted(fields.items())}
-    sk = {k: v for k, v in sk.items() if v}
-    if attrs:
-        leaves = _numeric_leaves(attrs)
-        if leaves:
-            sk["@attrs"] = [leaves[k] for k in sorted(leaves)]
-            sk["@attrs-keys"] = [float(len(leaves))]
-    return sk
+    return {k: v for k, v in sk.items() if v}
+
+
+def _arrays_only(sketch: Mapping[str, Mapping[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """A stored sketch without the attribute entries ('@...') that format 1 held."""
+    return {sid: {k: v for k, v in sk.items() if not k.startswith("@")} for sid, sk in sketch.items()}
 
 
 def unit_groups(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -128,6 +114,7 @@ def _scaled(sketch: Mapping[str, Mapping[str, list[float]]], rtol: float,
             groups: Mapping[str, str] | None = None) -> list[tuple[str, float]]:
     """('sample/field', value / step) for every sketch value, in canonical order."""
     frac = STEP_RTOL_FACTOR * max(float(rtol), MIN_RTOL)
+    sketch = _arrays_only(sketch)
     out = []
     for sid in sorted(sketch):
         scale = _scales(sketch[sid], groups)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from phantombench.fingerprint import FORMAT as FINGERPRINT_FORMAT
 from phantombench.fingerprint import anchors, fingerprint, plan_digest, sample_sketch, unit_groups
 from phantombench.generators.base import Generator, Sample
 
@@ -273,7 +274,8 @@ def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: 
         if "sketch" not in r:   # a sample written before sketches existed (resumed run)
             r["sketch"] = sample_sketch(read_sample(root, sid), r.get("attrs"))
     sketch = {sid: r["sketch"] for sid, r in manifest["samples"].items()}
-    manifest["fingerprint"] = {"value": fingerprint(manifest, sketch), "plan_digest": plan_digest(manifest),
+    manifest["fingerprint"] = {"format": FINGERPRINT_FORMAT, "value": fingerprint(manifest, sketch),
+                               "plan_digest": plan_digest(manifest),
                                "anchors": anchors(sketch, manifest["regen_rtol"], unit_groups(manifest)),
                                "method": "anchored sketch grid (phantombench.fingerprint)"}
     _write_text_atomic(root / CARD, render_card(manifest, gen.card(cfg)))
@@ -395,8 +397,10 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """Machine-independent identity (see :mod:`phantombench.fingerprint`)."""
-        fp = self.manifest.get("fingerprint", {}).get("value")
-        return fp or fingerprint(self.manifest, self.sketch())
+        fp = self.manifest.get("fingerprint", {})
+        if fp.get("format") == FINGERPRINT_FORMAT and fp.get("value"):
+            return fp["value"]
+        return fingerprint(self.manifest, self.sketch())
 
 
 def open_dataset(path: str | os.PathLike) -> Dataset:

@@ -139,7 +139,7 @@ def _fingerprint(root: Path, m: dict[str, Any]) -> list[str]:
                                    F.unit_groups(m))
         if diff is not None:
             return [f"{S.DATA}: data leave the fingerprint's tolerance ({diff})"]
-        if F.fingerprint(m, ref, fp.get("anchors")) != fp.get("value"):
+        if fp.get("format") == F.FORMAT and F.fingerprint(m, ref, fp.get("anchors")) != fp.get("value"):
             return [f"{S.MANIFEST}: fingerprint does not match the sketch it lists"]
     except Exception as e:  # noqa: BLE001
         return [f"{S.MANIFEST}: fingerprint not checkable ({type(e).__name__}: {e})"]

@@ -1,8 +1,9 @@
-"""Maintainers: give records made before dataset fingerprints existed their official identity.
+"""Maintainers: give records the official identity of the data they were scored on, after a (re-)pin.
 
-A record whose dataset has no ``fingerprint`` is re-keyed when its content sha256 equals the content hash of
-the pinned reference of that official dataset (``benchmark/references.json``): the data it was scored on are
-then exactly the pinned data, so the pinned fingerprint names them. The record gains ``dataset.fingerprint``,
+A record whose dataset has no ``fingerprint``, or one that is not the pinned fingerprint any more (the pin was
+renewed, e.g. when the fingerprint's definition changed), is re-keyed when its content sha256 equals the content
+hash of the pinned reference of that official dataset (``benchmark/references.json``): the data it was scored on
+are then exactly the pinned data, so the pinned fingerprint names them. The record gains ``dataset.fingerprint``,
 ``dataset.tier`` and ``solver.sandbox`` ("none": those runs predate the sandbox), its files are renamed to the
 new id, and the board is re-rendered. Records that do not match are listed and left alone.
 
@@ -27,10 +28,10 @@ def rekey(board: Path) -> tuple[int, list[str]]:
     for p in sorted((board / L.RECORDS).glob("*/*.json")):
         r = json.loads(p.read_text())
         d = r["dataset"]
-        if d.get("fingerprint"):
-            continue
         od = by_name.get(d["name"])
         ref = refs.get(od.key) if od else None
+        if ref is not None and d.get("fingerprint") == ref["fingerprint"]:
+            continue
         if ref is None or ref.get("content_hash") != d["content_hash"]:
             left.append(p.name)
             continue

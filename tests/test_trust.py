@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ class Toy(Generator):
         a = cfg.amp * rng.normal(size=(n, n)) + 1e3
         c = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
         return Sample({"a": a, "c": c, "lab": (rng.random((n, n)) > 0.5).astype(np.uint8)},
-                      {"load": float(rng.uniform(1, 2))})
+                      {"load": float(rng.uniform(1, 2)), "solve_s": time.perf_counter()})   # a run fact, like FE timings
 
 
 def make(root: Path, n: int = 4, seed: int = 0, sample_seeds: dict[int, int] | None = None,
@@ -90,6 +91,16 @@ def test_a_few_ulps_never_change_the_fingerprint_but_change_the_content_hash(tmp
     m_ref, m_other = (store.open_dataset(p).manifest for p in (ref, other))
     assert m_ref["content_hash"] != m_other["content_hash"]
     assert _fp_on(ref, other) == m_ref["fingerprint"]["value"]
+
+
+def test_two_generations_with_different_timings_are_one_dataset(tmp_path):
+    """Sample attributes record run facts (solve times, Newton iterations): bit-identical arrays generated twice
+    must have one fingerprint, whatever those say."""
+    a, b = make(tmp_path / "a"), make(tmp_path / "b")
+    ma, mb = store.open_dataset(a).manifest, store.open_dataset(b).manifest
+    assert ma["content_hash"] == mb["content_hash"]
+    assert ma["samples"]["000000"]["attrs"]["solve_s"] != mb["samples"]["000000"]["attrs"]["solve_s"]
+    assert ma["fingerprint"]["value"] == mb["fingerprint"]["value"] == _fp_on(a, b)
 
 
 def test_a_value_on_a_naive_rounding_boundary_does_not_flip_the_identity():
