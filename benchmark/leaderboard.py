@@ -60,10 +60,9 @@ def board_lock(board: Path, timeout: float | None = None) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from phantombench.store import write_atomic
+
+    write_atomic(path, data)
 
 
 def record_files(board: Path, task: str, record_id: str) -> dict[str, Path]:

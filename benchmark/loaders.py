@@ -119,10 +119,9 @@ def field_stats(ds: Dataset, names: list[str], split: str = "train") -> dict[str
         cache = {"format": STATS_FORMAT, "dataset": ds.manifest["name"], "entries": {}}
     if key not in cache["entries"]:
         cache["entries"][key] = compute_stats(ds, names, ds.split(use))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
+        from phantombench.store import write_atomic
+
+        write_atomic(path, json.dumps(cache, indent=1).encode())
     return cache["entries"][key]
 
 
