@@ -159,3 +159,22 @@ def _templates():
 def render_template(name: str, **context: Any) -> str:
     """Render the report template ``name`` (in the package's ``templates`` folder) with ``context``."""
     return _templates().get_template(name).render(**context)
+
+
+def write_learned_report(results: dict[str, Any], out_dir: Path, name: str, render: Callable[[dict], str]) -> Path:
+    """Stamp a learned-registration reproduction (hardware, commit, packages, date), write ``<name>.json`` and the
+    Markdown rendered from that JSON (so the report is exactly its JSON's rendering)."""
+    import time
+
+    from phantombench.provenance import git_commit, hardware, package_versions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["hardware"] = {**hardware(), "device": results["device"], "torch_threads": results["threads"]}
+    results["git_commit"] = git_commit()
+    results["packages"] = {k: v for k, v in package_versions().items()
+                           if k in ("phantombench", "torch", "numpy", "monai")}
+    results["created"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    write_json(out_dir / f"{name}.json", results)
+    md = out_dir / f"{name}.md"
+    md.write_text(render(json.loads((out_dir / f"{name}.json").read_text())))
+    return md

@@ -23,7 +23,6 @@ with the task's own validation and metrics (:func:`~phantombench.papers.scoring.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from phantombench.papers.common import Paper, dataset_name, ensure_dataset, pm, stats, write_json
+from phantombench.papers.common import Paper, dataset_name, ensure_dataset, pm, stats, write_learned_report
 from phantombench.papers.scoring import require_ok, solve_in_process
 
 METRICS = ("SDlogJ", "rigidity", "MSE_image", "EPE_mean", "EPE_p95", "Dice", "negJ_pct")
@@ -181,22 +180,7 @@ def run(budget: str = "smoke", repeats: int | None = None, data_root: Path = Pat
         results["modes"][mode] = _run_mode(task, mode, b, st, log)
     results["wall_s"] = time.perf_counter() - t0
     results["findings"] = findings(results)
-    return _write(results, Path(out_dir))
-
-
-def _write(results: dict[str, Any], out_dir: Path) -> Path:
-    from phantombench.provenance import git_commit, hardware, package_versions
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results["hardware"] = {**hardware(), "device": results["device"], "torch_threads": results["threads"]}
-    results["git_commit"] = git_commit()
-    results["packages"] = {k: v for k, v in package_versions().items()
-                           if k in ("phantombench", "torch", "numpy", "monai")}
-    results["created"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    write_json(out_dir / "kheil.json", results)
-    md = out_dir / "kheil.md"
-    md.write_text(render(json.loads((out_dir / "kheil.json").read_text())))   # the report is its JSON's rendering
-    return md
+    return write_learned_report(results, Path(out_dir), "kheil", render)
 
 
 # ------------------------------------------------------------------------------------------ findings and report

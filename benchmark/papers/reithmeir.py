@@ -23,7 +23,6 @@ Protocol (P4, scaled by the budget):
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from phantombench.papers.common import Paper, dataset_name, ensure_dataset, pm, stats, write_json
+from phantombench.papers.common import Paper, dataset_name, ensure_dataset, pm, stats, write_learned_report
 
 METRICS = ("Dice", "HD95", "negJ_pct", "EPE_mean", "SDlogJ")
 MODES = ("g", "sa", "sas")
@@ -240,22 +239,7 @@ def run(budget: str = "smoke", data_root: Path = Path("data"), out_dir: Path = P
     results["label_names"] = ds.attrs(ds.split("test")[0]).get("label_names", {})
     results["wall_s"] = time.perf_counter() - t0
     results["findings"] = findings(results)
-    return _write(results, Path(out_dir))
-
-
-def _write(results: dict[str, Any], out_dir: Path) -> Path:
-    from phantombench.provenance import git_commit, hardware, package_versions
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results["hardware"] = {**hardware(), "device": results["device"], "torch_threads": results["threads"]}
-    results["git_commit"] = git_commit()
-    results["packages"] = {k: v for k, v in package_versions().items()
-                           if k in ("phantombench", "torch", "numpy", "monai")}
-    results["created"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    write_json(out_dir / "reithmeir.json", results)
-    md = out_dir / "reithmeir.md"
-    md.write_text(render(json.loads((out_dir / "reithmeir.json").read_text())))   # the report is its JSON's rendering
-    return md
+    return write_learned_report(results, Path(out_dir), "reithmeir", render)
 
 
 # ------------------------------------------------------------------------------------------ findings and report
