@@ -65,6 +65,23 @@ def fit(r: dict) -> str:
     return num(v) if v else "-"
 
 
+def training(r: dict) -> str:
+    """The training data a learned row used (the board's policy); "-" for solvers that do not learn."""
+    t = r.get("training")
+    if t is None:
+        return "official train split (counts not recorded)" if r["solver"].get("has_fit") else "-"
+    where = ("official train split" if t["source"] == "test-dataset" else
+             f"generated, seed {t.get('seed')}" if t["source"] == "generated" else f"dataset {t['dataset']}")
+    return f"{where}: {t['train_cases']} train + {t['val_cases']} val cases, fit {num(t['fit_s'])} s"
+
+
+def training_short(r: dict) -> str:
+    t = r.get("training")
+    if t is None:
+        return "official" if r["solver"].get("has_fit") else "-"
+    return f"{t['train_cases']} {'official' if t['source'] == 'test-dataset' else 'generated'}"
+
+
 def hardware(r: dict) -> str:
     h = r.get("provenance", {}).get("hardware", {})
     s = f"{h.get('cpu', '?')} x{h.get('cores', '?')}"
@@ -197,7 +214,7 @@ def _env():
                              autoescape=jinja2.select_autoescape(["html.j2"]), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     for f in (num, data_v, metric_cell, ci_text, main_cell, sandbox_cell, fit, hardware, reproduced, params_tip,
-              thumb):
+              thumb, training, training_short):
         env.filters[f.__name__] = f
     return env
 

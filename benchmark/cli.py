@@ -39,6 +39,9 @@ def generate(
                             "file system.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a config field, KEY=VALUE (JSON values), repeatable.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Sample count per split in index order, e.g. train=16,val=2,test=50 (must add up to "
+                        "--n); default: the generator's rule (80/10/10 for most).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Generate a dataset: FEM solves per sample, rasterised, written atomically (kill-safe, resumable)."""
@@ -49,16 +52,19 @@ def generate(
     if workers is not None and workers < 0:
         raise CliError(f"--workers must be >= 0 (got {workers})")
     overrides = parse_sets(set_)
-    runner.resolve(generator, preset, overrides, n, seed)  # validate before any progress UI
+    splits = runner.parse_split_counts(split) if split is not None else None
+    runner.resolve(generator, preset, overrides, n, seed, splits)  # validate before any progress UI
     runner.check_out(out_dir)
     runner.check_scheduler(scheduler)
     if quiet:
-        manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler)
+        manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler,
+                                   splits=splits)
     else:
         with progress() as prog:
             task = prog.add_task(f"{generator}/{preset}", total=n)
             manifest = runner.generate(generator, preset, n, out_dir, seed, overrides, workers, scheduler,
-                                       progress=lambda done, total: prog.update(task, completed=done))
+                                       progress=lambda done, total: prog.update(task, completed=done),
+                                       splits=splits)
     wall = manifest["provenance"].get("generation_wall_seconds")
     out.print(f"[green]done[/] {out_dir}  ({manifest['n']} samples, content {manifest['content_hash'][:12]}"
               + (f", {wall:.1f} s" if wall is not None else "") + ")")

@@ -93,7 +93,8 @@ def solvers() -> None:
 
 
 @handle_errors
-def official_cmd(task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
+def official_cmd(task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only this task "
+                                                                                   "(repeatable).")] = None,
                  root: Annotated[Path, typer.Option("--root", help="Data root folder.")] = Path("data"),
                  generate_: Annotated[bool, typer.Option("--generate", help="Generate missing or unfinished "
                                                                             "official datasets.")] = False,
@@ -106,7 +107,7 @@ def official_cmd(task: Annotated[str | None, typer.Option("--task", "-t", help="
     """List the official datasets of each task (their tier and state under ROOT); --generate makes them."""
     from phantombench import official as off
 
-    ods = off.official(task) if task else off.all_official()
+    ods = [od for t in task for od in off.official(t)] if task else off.all_official()
     if pin:
         ods = [od for od in ods if od.tier == "public" or os.environ.get(off.SECRET_ENV)]
         refs = off.pin(ods, root)
@@ -211,15 +212,24 @@ def submit(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Require the bubblewrap sandbox (default: use it "
                                                             "when it can start, else record `sandbox: none`).")]
     = False,
+    train_n: Annotated[int | None, typer.Option(
+        "--train-n", help="Learned solvers: train on N phantoms generated with the public generator (90 % train, "
+                          "10 % val) instead of the official train split; the record states it.")] = None,
+    train_seed: Annotated[int, typer.Option(
+        "--train-seed", help="Dataset seed of the generated training phantoms; must differ from every official "
+                             "test seed of the generator.")] = 1,
 ) -> None:
     """Run the official evaluation of a solver and add it to the leaderboard -- or reject it with one line.
 
     The solver runs in a bubblewrap sandbox that hides the data root and the board and has no network; each
-    official dataset is checked against its pinned fingerprint first."""
+    official dataset is checked against its pinned fingerprint first. Learned solvers train on the official
+    train split, or (--train-n) on phantoms generated from a seed disjoint from the test seeds."""
     from phantombench.submit import SubmitError, submit as do_submit
 
     params = parse_sets(param)
     _check_device(device)
+    if train_n is not None and train_n < 2:
+        raise CliError(f"--train-n must be at least 2 (got {train_n})")
     import contextlib
 
     show = err.is_terminal
@@ -241,7 +251,8 @@ def submit(
 
             evs = do_submit(solver, task, board=board, data_root=data_root, presets=preset, params=params,
                             device=device, seed=seed, time_limit_s=time_limit, timeout_s=timeout, workers=workers,
-                            progress=cb, dataset_progress=gen_cb, sandbox=True if sandbox else None)
+                            progress=cb, dataset_progress=gen_cb, sandbox=True if sandbox else None,
+                            train=None if train_n is None else (train_n, train_seed))
     except SubmitError as e:
         err.print(f"[bold red]{e}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

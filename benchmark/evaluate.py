@@ -488,12 +488,15 @@ def params_hash(params: dict[str, Any]) -> str:
 
 
 def record_id(task: str, solver: str, version: str, ds_manifest: dict, params: dict, seed: int, split: str,
-              fingerprint: str | None = None) -> str:
+              fingerprint: str | None = None, trained_on: str | None = None) -> str:
     """``task__solver@version__dataset@version-<fingerprint[:8]>__split__p<params>__s<seed>``: the same on every
-    machine for the same solver settings on the same (within tolerance) data."""
+    machine for the same solver settings on the same (within tolerance) data. A solver trained on generated data
+    (``trained_on``: that dataset's id) gets ``__t<hash>`` appended: a different row, not a replacement."""
     fp = fingerprint or ds_manifest.get("fingerprint", {}).get("value") or ds_manifest["content_hash"]
     ds = f"{ds_manifest['name'].replace('/', '-')}@{ds_manifest['version']}-{fp[:8]}"
     sid = f"{task}__{solver}@{version}__{ds}__{split}__p{params_hash(params)}__s{seed}"
+    if trained_on:
+        sid += f"__t{hashlib.sha256(trained_on.encode()).hexdigest()[:8]}"
     return "".join(c if c.isalnum() or c in "._-@" else "-" for c in sid)
 
 
@@ -549,6 +552,7 @@ class _Run:
     progress: Callable[[int, int, str], None] | None
     t0: float = dataclasses.field(default_factory=time.perf_counter)
     fit_s: float = 0.0
+    fit_counts: tuple[int, int] = (0, 0)   # train and val cases handed to fit
     info: dict[str, Any] | None = None
     fatal: str | None = None
     n_done: int = 0
@@ -570,6 +574,7 @@ class _Run:
             train = read_pairs(self.task, self.fit_src, self.fit_src.split("train") if "train" in splits else [])
             val = read_pairs(self.task, self.fit_src, self.fit_src.split("val") if "val" in splits else [])
             limit = self.timeout_s if self.timeout_s is not None else self.info["fit_budget_s"] * 1.1 + 5.0
+            self.fit_counts = (len(train), len(val))
             self.fit_s += self.host.fit(train, val, [dataset_id(self.fit_src)], self.left(limit))
         return self.info
 
@@ -671,6 +676,20 @@ def _solver_block(run: _Run, spec: str, params: dict, seed: int, device: str | N
     return block
 
 
+def training_block(run: _Run, separate: bool) -> dict[str, Any] | None:
+    """What a learned solver was trained on (the board's training-data policy): None for solvers without fit.
+
+    ``source`` is ``test-dataset`` (the train/val splits of the dataset it is tested on) or ``separate`` (another
+    dataset, named by its id; ``submit`` checks it was made by the public generator with a seed disjoint from the
+    test seeds and says ``generated``)."""
+    if not (run.info and run.info.get("has_fit")):
+        return None
+    m = run.fit_src.manifest
+    return {"source": "separate" if separate else "test-dataset", "dataset": dataset_id(run.fit_src),
+            "seed": m.get("seed"), "train_cases": run.fit_counts[0],
+            "val_cases": run.fit_counts[1], "fit_s": round(run.fit_s, 2)}
+
+
 def _record(run: _Run, solver_block: dict, split: str, tier: str, fingerprint: str | None) -> dict[str, Any]:
     from phantombench import __version__
     from phantombench.provenance import provenance
@@ -684,15 +703,18 @@ def _record(run: _Run, solver_block: dict, split: str, tier: str, fingerprint: s
     prov = provenance()
     if run.info and run.info.get("gpu"):
         prov["hardware"]["gpu"] = run.info["gpu"]
+    training = training_block(run, run.fit_src is not run.ds)
+    trained_on = training["dataset"] if training and training["source"] == "separate" else None
     return {
         "format": RECORD_FORMAT,
         "id": record_id(task.name, solver_block["name"], solver_block["version"], m, solver_block["params"],
-                        solver_block["seed"], split, fp),
+                        solver_block["seed"], split, fp, trained_on),
         "task": {"name": task.name, "version": task.version, "main_metric": task.main_metric},
         "dataset": {"name": m["name"], "version": m["version"], "generator": m.get("generator", {}).get("name"),
                     "preset": m.get("preset"), "fingerprint": fp, "content_hash": m["content_hash"],
                     "tier": tier, "split": split, "n_cases": len(run.indices), "path": str(ds.path)},
         "solver": solver_block,
+        "training": training,
         "metrics": _aggregate(task, rows),
         "cases": {"n": len(run.indices), "evaluated": len(rows), "ok": len(ok), "failed": len(failures),
                   "failures": failures},

@@ -41,6 +41,7 @@ class OfficialDataset:
     tier: str = "public"         # or "verified": seeded from the maintainers' secret (see the module docstring)
     purpose: str = "benchmark"   # or "verification": an exact check of the solvers (e.g. a homogeneous phantom,
     #                              where a nominal constant can be right), not a ranking
+    splits: dict[str, int] | None = None   # counts per split in index order (default: the generator's rule)
 
     @property
     def key(self) -> str:
@@ -53,11 +54,15 @@ class OfficialDataset:
         """None if ``manifest`` is this dataset; otherwise what differs."""
         from phantombench.runner import resolve
 
-        _, _, plan = resolve(self.generator, self.preset, self.overrides, self.n, seed_for(self))
+        from phantombench.store import split_indices
+
+        gen, cfg, plan = resolve(self.generator, self.preset, self.overrides, self.n, seed_for(self), self.splits)
         got = {"generator": manifest.get("generator", {}).get("name"), "preset": manifest.get("preset"),
-               "n": manifest.get("n"), "seed": manifest.get("seed"), "config": manifest.get("config")}
+               "n": manifest.get("n"), "seed": manifest.get("seed"), "config": manifest.get("config"),
+               "splits": manifest.get("counts")}
         want = {"generator": plan["generator"], "preset": plan["preset"], "n": plan["n"], "seed": plan["seed"],
-                "config": json.loads(json.dumps(plan["config"]))}
+                "config": json.loads(json.dumps(plan["config"])),
+                "splits": {k: len(v) for k, v in split_indices(gen, cfg, plan).items()}}
         diff = [k for k in want if got[k] != want[k]]
         return ", ".join(diff) if diff else None
 
@@ -67,7 +72,9 @@ BRAIN_OFFICIAL: tuple[OfficialDataset, ...] = (
     OfficialDataset("brain-elasticity", "brain-slice", "elunet-soft", n=1),
     OfficialDataset("brain-elasticity", "brain-slice", "elunet-stiff", n=1),
     OfficialDataset("brain-elasticity", "brain-slice", "elunet-noisy", n=1),
-    OfficialDataset("brain-elasticity", "brain-slice", "random", n=20),
+    # random family: 16 train / 2 val as before, and 50 test cases so that intervals can separate solvers
+    OfficialDataset("brain-elasticity", "brain-slice", "random", n=68, version="v2",
+                    splits={"train": 16, "val": 2, "test": 50}),
 )
 # liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
 MRE_OFFICIAL: tuple[OfficialDataset, ...] = (
@@ -75,11 +82,13 @@ MRE_OFFICIAL: tuple[OfficialDataset, ...] = (
     OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
     OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
 )
-# EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR
+# EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR; 80 train,
+# 10 val, 50 test phantoms each (learned solvers may train on more: generated data, see phantombench.submit)
+_EIT_SPLITS = {"train": 80, "val": 10, "test": 50}
 EIT_OFFICIAL: tuple[OfficialDataset, ...] = (
-    OfficialDataset("eit", "eit", "cnn-pinn-case1", n=100),
-    OfficialDataset("eit", "eit", "cnn-pinn-case2", n=100),
-    OfficialDataset("eit", "eit", "cnn-pinn-case3", n=100),
+    OfficialDataset("eit", "eit", "cnn-pinn-case1", n=140, version="v2", splits=_EIT_SPLITS),
+    OfficialDataset("eit", "eit", "cnn-pinn-case2", n=140, version="v2", splits=_EIT_SPLITS),
+    OfficialDataset("eit", "eit", "cnn-pinn-case3", n=140, version="v2", splits=_EIT_SPLITS),
 )
 
 
@@ -244,5 +253,5 @@ def ensure(od: OfficialDataset, root: str | Path = DEFAULT_ROOT, workers: int | 
         raise ValueError(f"{od.folder(root)} is not the official {od.key} ({st}); move it away or use another root")
     if st != "ok":
         runner.generate(od.generator, od.preset, od.n, od.folder(root), seed_for(od), od.overrides, workers,
-                        progress=progress)
+                        progress=progress, splits=od.splits)
     return open_dataset(od.folder(root))

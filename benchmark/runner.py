@@ -62,8 +62,12 @@ def _task(gen_name: str, config: dict[str, Any], seed: int, index: int, out: str
 
 
 def resolve(generator: str, preset: str, overrides: dict[str, Any] | None,
-            n: int, seed: int) -> tuple[Generator, GeneratorConfig, dict[str, Any]]:
-    """Validate everything before touching the disk; ValueError with one clear line otherwise."""
+            n: int, seed: int, splits: dict[str, int] | None = None) -> tuple[Generator, GeneratorConfig, dict[str, Any]]:
+    """Validate everything before touching the disk; ValueError with one clear line otherwise.
+
+    ``splits`` (optional) gives the sample count of each split in order (e.g. train 16, val 2, test 50: the first
+    16 indices are train, ...); they must add up to ``n``. Without it the generator's own rule splits the data.
+    """
     gen = get_generator(generator)
     cfg = gen.config(preset, overrides)
     if not 1 <= n <= MAX_N:
@@ -72,7 +76,30 @@ def resolve(generator: str, preset: str, overrides: dict[str, Any] | None,
         raise ValueError(f"--seed must be an integer in [0, 2**63 - 1] (got {seed})")
     plan = {"generator": gen.name, "generator_version": gen.version, "preset": preset,
             "config": cfg.model_dump(mode="json"), "seed": seed, "n": n}
+    if splits is not None:
+        plan["split_counts"] = check_split_counts(splits, n)
     return gen, cfg, plan
+
+
+def check_split_counts(splits: dict[str, int], n: int) -> dict[str, int]:
+    """``splits`` as a plain dict of non-negative counts that add up to ``n`` (ValueError otherwise)."""
+    bad = [k for k, v in splits.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+    if bad or not splits:
+        raise ValueError(f"--split needs non-negative integer counts (got {splits})")
+    if sum(splits.values()) != n:
+        raise ValueError(f"--split counts add up to {sum(splits.values())}, not --n {n}")
+    return {str(k): int(v) for k, v in splits.items()}
+
+
+def parse_split_counts(text: str) -> dict[str, int]:
+    """``"train=16,val=2,test=50"`` -> ``{"train": 16, "val": 2, "test": 50}`` (ValueError on bad text)."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, eq, count = part.strip().partition("=")
+        if not eq or not name.strip() or not count.strip().isdigit() or name.strip() in out:
+            raise ValueError(f"--split {text!r} is not like train=16,val=2,test=50")
+        out[name.strip()] = int(count)
+    return out
 
 
 def check_out(out: str | os.PathLike) -> Path:
@@ -112,9 +139,10 @@ def check_scheduler(address: str | None, timeout: float = SCHEDULER_TIMEOUT_S) -
 def generate(generator: str, preset: str, n: int, out: str | os.PathLike, seed: int = 0,
              overrides: dict[str, Any] | None = None, workers: int | None = None,
              scheduler: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Generate (or finish) a dataset; return its manifest."""
-    gen, cfg, plan = resolve(generator, preset, overrides, n, seed)
+             progress: Callable[[int, int], None] | None = None,
+             splits: dict[str, int] | None = None) -> dict[str, Any]:
+    """Generate (or finish) a dataset; return its manifest. ``splits``: see :func:`resolve`."""
+    gen, cfg, plan = resolve(generator, preset, overrides, n, seed, splits)
     out = check_out(out)
     check_scheduler(scheduler)
     created = not out.exists()

@@ -257,7 +257,7 @@ def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: 
         raise StoreError(f"cannot finalise {root}: {len(missing)} samples missing (first {missing[0]})")
     recs = collect_records(root, n)
     hashes = {sid: r["sha256"] for sid, r in recs.items()}
-    splits = gen.splits(cfg, n)
+    splits = split_indices(gen, cfg, plan)
     manifest = {
         "format": "phantombench-dataset/1",
         "name": f"{plan['generator']}/{plan['preset']}",
@@ -290,6 +290,18 @@ def finalise(root: Path, gen: Generator, cfg, plan: dict[str, Any], provenance: 
     _write_json_atomic(root / MANIFEST, manifest)
     shutil.rmtree(root / PARTIAL, ignore_errors=True)
     return manifest
+
+
+def split_indices(gen: Generator, cfg, plan: dict[str, Any]) -> dict[str, list[int]]:
+    """The plan's split counts (consecutive index ranges, in the given order), else the generator's own rule."""
+    counts = plan.get("split_counts")
+    if counts is None:
+        return gen.splits(cfg, plan["n"])
+    out, start = {}, 0
+    for name, k in counts.items():
+        out[name] = list(range(start, start + k))
+        start += k
+    return {k: v for k, v in out.items() if v}
 
 
 def manifest_seal(manifest: dict[str, Any]) -> str:
