@@ -120,9 +120,11 @@ def ds_key(r: dict) -> str:
 
 
 def _group_title(g: DatasetGroup) -> str:
-    d = g.records[0]["dataset"]
-    n = d.get("n_cases", 0)
-    return f"{g.key} · {n} test case{'s' if n != 1 else ''}{' · single case: no interval' if n == 1 else ''}"
+    r = g.records[0]
+    d, n = r["dataset"], r["dataset"].get("n_cases", 0)
+    name = r.get("official", {}).get("dataset") or g.key
+    return (f"{name} · {n} test case{'s' if n != 1 else ''}{' · single case: no interval' if n == 1 else ''}"
+            + (" · superseded dataset version (kept for the record)" if r.get("_superseded") else ""))
 
 
 def _group_description(g: DatasetGroup) -> str:
@@ -154,7 +156,8 @@ def build_views(grouped: list[tuple[Any, list[dict]]], charts: bool = True) -> l
         keys: dict[str, list[dict]] = {}
         for r in rs:
             keys.setdefault(ds_key(r), []).append(r)
-        groups = [rank_group(DatasetGroup(k, v), metric.name, metric.direction) for k, v in sorted(keys.items())]
+        order = sorted(keys.items(), key=lambda kv: (any(r.get("_superseded") for r in kv[1]), kv[0]))
+        groups = [rank_group(DatasetGroup(k, v), metric.name, metric.direction) for k, v in order]
         for g in groups:
             g.title, g.description = _group_title(g), _group_description(g)
             g.description_html = g.description.replace("`", "")
@@ -167,17 +170,21 @@ def build_views(grouped: list[tuple[Any, list[dict]]], charts: bool = True) -> l
 
 
 def chart_svg(tv: TaskView) -> str:
-    """Mean and 95 % interval of the main metric per solver, one panel per dataset (Altair -> SVG)."""
+    """Mean and 95 % interval of the main metric per solver, one panel per current dataset (Altair -> SVG)."""
     import altair as alt
     import pandas as pd
 
     rows = []
     for g in tv.groups:
+        r0 = g.records[0]
+        if r0.get("_superseded"):
+            continue                       # superseded dataset versions: in their tables only
+        label = f"{r0.get('official', {}).get('dataset') or g.key} ({r0['dataset'].get('n_cases', '?')} cases)"
         for row in g.rows:
             if row.mean is None:
                 continue
             lo, hi = row.ci if row.ci else (row.mean, row.mean)
-            rows.append({"dataset": g.key, "solver": row.record["solver"]["name"], "mean": row.mean, "lo": lo,
+            rows.append({"dataset": label, "solver": row.record["solver"]["name"], "mean": row.mean, "lo": lo,
                          "hi": hi, "verdict": row.verdict or "other"})
     if not rows:
         return ""

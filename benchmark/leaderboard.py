@@ -197,7 +197,19 @@ def remove_record(board: Path, record_id: str) -> int:
 
 
 # =========================================================================================== pages
+def _current_keys() -> set[str]:
+    from phantombench.official import all_official
+
+    return {od.key for od in all_official()}
+
+
 def _grouped(recs: list[dict]) -> list[tuple[Any, list[dict]]]:
+    """Records per task, each marked ``_superseded`` when its official dataset is no longer the current version
+    (e.g. ``brain-slice/random/v1`` after v2 enlarged the test split): such groups are shown after the current
+    ones, for the record."""
+    current = _current_keys()
+    recs = [{**r, "_superseded": bool(r.get("official")) and r["official"].get("dataset") not in current}
+            for r in recs]
     out = []
     names = list(TASKS) + sorted({r["task"]["name"] for r in recs} - set(TASKS))
     for name in names:
