@@ -27,6 +27,26 @@ def _limits(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def colour_scale(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, colormap) of a truth map and its prediction: the 1st and 99th percentiles of the truth
+    inside the mask (a few extreme pixels do not wash out the rest), symmetric about zero on a diverging map
+    when the truth takes both signs beyond round-off, else viridis; a constant truth is padded by half its
+    value either side (never the 2000-2001 artefact of a bare colour bar)."""
+    v = truth[mask & np.isfinite(truth)]
+    if v.size == 0:
+        return 0.0, 1.0, "viridis"
+    lo, hi = (float(x) for x in np.percentile(v, [1, 99]))
+    if hi <= lo:
+        lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        pad = abs(lo) * 0.5 or 1.0
+        return lo - pad, hi + pad, "viridis"
+    big = max(abs(lo), abs(hi))
+    if min(-float(v.min()), float(v.max())) > 1e-3 * big:
+        return -big, big, "RdBu_r"
+    return lo, hi, "viridis"
+
+
 def panels(task, example: dict[str, Any]) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, bool]]:
     """(name, unit, truth, prediction, mask, relative error?) of each 2-D map to draw for one case: one per
     prediction field, or what the task's ``figure_fields`` gives for predictions that are not one (H, W) map
@@ -45,11 +65,12 @@ def _error(g: np.ndarray, q: np.ndarray, relative: bool) -> np.ndarray:
 
 
 def case_figure(task, examples: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """One row per (case, map): truth | prediction (same colour scale) | error."""
+    """One row per (case, map): truth | prediction (same colour scale, :func:`colour_scale`) | error."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     rows = [(ex, pan) for ex in examples for pan in panels(task, ex)]
     h, w = np.shape(rows[0][1][2])
@@ -58,12 +79,13 @@ def case_figure(task, examples: list[dict[str, Any]], path: Path, title: str = "
                              squeeze=False, constrained_layout=True)
     for r, (ex, (name, unit, g, q, mask, relative)) in enumerate(rows):
         g, q = _masked(g, mask), _masked(q, mask)
-        lo, hi = _limits(g, mask)
+        lo, hi, cmap = colour_scale(g, mask)
         unit = f" [{unit}]" if unit not in ("", "1") else ""
         for c, (img, label) in enumerate(((g, f"{ex['case']} truth {name}{unit}"), (q, f"prediction {name}"))):
-            im = axes[r, c].imshow(img, vmin=lo, vmax=hi, cmap="viridis")
+            im = axes[r, c].imshow(img, vmin=lo, vmax=hi, cmap=cmap)
             axes[r, c].set_title(label, fontsize=8)
-            fig.colorbar(im, ax=axes[r, c], shrink=0.8)
+            cb = fig.colorbar(im, ax=axes[r, c], shrink=0.8)
+            cb.ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
         e = _error(g, q, relative)
         fin = e[np.isfinite(e)]
         lim = float(np.percentile(np.abs(fin), 99)) if fin.size else 1.0

@@ -443,5 +443,6 @@ def plot_sample(ds, index: int, out_file: Path, names: list[str] | None = None, 
 
     fig = sample_figure(ds, index, names, cols)
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=dpi)
+    png = Path(out_file).suffix.lower() == ".png"
+    fig.savefig(out_file, dpi=dpi, metadata={"Software": None} if png else None)   # same input, same bytes
     plt.close(fig)

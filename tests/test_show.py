@@ -247,3 +247,19 @@ def test_cli_show_writes_the_figure(fake_brain, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_case_figure_colour_scale_is_robust_and_diverging_for_signed_truth():
+    from phantombench.figures import colour_scale
+
+    yy, xx = np.mgrid[0:20, 0:30]
+    mask = np.ones((20, 30), bool)
+    signed = np.sin(xx / 3.0)
+    signed[0, 0] = 1e6
+    lo, hi, cmap = colour_scale(signed, mask)
+    assert cmap == "RdBu_r" and lo == -hi and 0.9 < hi <= 1.0
+    lo, hi, cmap = colour_scale(np.full((20, 30), 2000.0), mask)
+    assert cmap == "viridis" and (lo, hi) == (1000.0, 3000.0)
+    positive = 1000.0 + xx
+    positive[5, 5] = 1e9
+    assert colour_scale(positive, mask)[1] < 1030
