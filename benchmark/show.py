@@ -278,20 +278,30 @@ def channels(name: str, spec: dict, shape: tuple[int, ...], sample: dict, schema
     return picked
 
 
+def volume_slice(grid: tuple[int, ...], roi: np.ndarray | None) -> int | None:
+    """The axis-0 slice a 3-D grid is shown at: the one holding most of ``roi`` (the scored objects), else
+    the middle one; None on a 2-D grid."""
+    if len(grid) != 3:
+        return None
+    if roi is not None and roi.any():
+        return int(np.argmax(roi.reshape(roi.shape[0], -1).sum(axis=1)))
+    return grid[0] // 2
+
+
 def field_panels(name: str, a: np.ndarray, schema: dict, attrs: dict, path: Path | None,
                  sample: dict, grid: tuple[int, ...], roi: np.ndarray | None = None) -> list[Panel]:
-    """The panels of one grid field: one per channel (middle slice of a volume); colour limits from the
-    values inside ``roi`` (a grid-shaped bool array) where given."""
+    """The panels of one grid field: one per channel (a volume at :func:`volume_slice`); colour limits from
+    the values inside ``roi`` (a grid-shaped bool array) where given."""
     spec, rank = schema[name], len(grid)
-    if roi is not None and rank == 3:
-        roi = roi[roi.shape[0] // 2]
+    cut = volume_slice(grid, roi)
+    if roi is not None and cut is not None:
+        roi = roi[cut]
     names = class_names(name, schema, attrs, path) if spec["dtype"] in DISCRETE else {}
     out = []
     for ix, title in channels(name, spec, a.shape, sample, schema, rank):
         img = np.asarray(a[ix])
-        if rank == 3:
-            mid = img.shape[0] // 2
-            img, title = img[mid], f"{title} (slice {mid} of {img.shape[0]})"
+        if cut is not None:
+            img = img[cut]
         if spec["dtype"] in DISCRETE:
             index, cmap, norm, labels = categorical(img, names)
             out.append(Panel(title, index, "categorical", cmap, norm, "", list(range(len(labels))), labels))
@@ -431,6 +441,9 @@ def sample_figure(ds, index: int, names: list[str] | None = None, cols: int = 5)
         ax.axis("off")
     m = ds.manifest
     where = f" (signed fields: of the pixels in {roi_name})" if roi_name else ""
+    cut = volume_slice(grid, np.asarray(s[roi_name], bool) if roi_name else None)
+    if cut is not None:
+        where += f"; volumes: slice {cut} of {grid[0]} along axis 0"
     fig.suptitle(f"{m['name']} v{m['version']}, sample {index}\ncolour limits: {PERCENTILE:g} and "
                  f"{100 - PERCENTILE:g} % percentiles{where}; arrows: values beyond them", fontsize=10)
     return fig

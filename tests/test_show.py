@@ -263,3 +263,16 @@ def test_case_figure_colour_scale_is_robust_and_diverging_for_signed_truth():
     positive = 1000.0 + xx
     positive[5, 5] = 1e9
     assert colour_scale(positive, mask)[1] < 1030
+
+
+def test_a_volume_is_shown_at_the_slice_through_its_scored_objects(generated):
+    ds = phantombench.open_dataset(generated("kheil", "kheil-rigid"))
+    s = ds[0]
+    body = np.asarray(s["body"], bool)
+    cut = show.volume_slice(body.shape, body)
+    assert body[cut].sum() == body.reshape(body.shape[0], -1).sum(axis=1).max() > 0
+    by = {p.title: p for p in show.sample_panels(ds, 0)[0]}
+    assert by["fixed_labels"].ticklabels == ["background", "cuboid"]       # the object is in the slice
+    assert [t for t in by if t.startswith("disp")][:3] == ["disp along axis 0", "disp along axis 1",
+                                                            next(t for t in by if t.startswith("disp along axis 2"))]
+    assert by["fixed"].data.shape == body.shape[1:]
