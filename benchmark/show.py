@@ -331,7 +331,7 @@ def sample_panels(ds, index: int, names: list[str] | None = None) -> tuple[list[
     s = ds[index]
     grid_names = grid_fields(schema, s)
     if names:
-        unknown = [k for k in names if k not in grid_names and k != "mesh"]
+        unknown = [k for k in names if k not in grid_names and not (k == "mesh" and "mesh_cells" in s)]
         if unknown:
             raise ValueError(f"unknown grid field(s) {', '.join(unknown)}; this dataset has "
                              f"{', '.join(grid_names)}" + (" and mesh" if "mesh_cells" in s else ""))

@@ -204,8 +204,9 @@ def test_fake_brain_constants_and_field_choice(fake_brain):
     assert titles[:2] == [f"exx = {0.35 * 30 / 1100:.4g} (constant)", "exy = 0 (constant)"]
     assert titles[2:] == ["E", "labels"]
     plt.close(fig)
-    with pytest.raises(ValueError, match="unknown grid field"):
-        show.sample_figure(ds, 0, ["nope"])
+    for bad in (["nope"], ["mesh"]):                  # the fake dataset has no mesh
+        with pytest.raises(ValueError, match="unknown grid field"):
+            show.sample_figure(ds, 0, bad)
 
 
 def test_kheil_sample_uses_the_datasets_names(generated):
