@@ -101,31 +101,35 @@ def case_figure(task, examples: list[dict[str, Any]], path: Path, title: str = "
     plt.close(fig)
 
 
-def thumbnail_png(task, example: dict[str, Any], height: int = 96) -> bytes:
-    """Truth and prediction of the first map side by side (same colour scale), as PNG bytes."""
+def thumbnail_png(task, example: dict[str, Any], height: int = 160) -> bytes:
+    """Truth and prediction of the first map side by side on one colour scale with its colour bar (the map's
+    name and unit), about ``height`` pixels tall, as PNG bytes (same input, same bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import colormaps
-    from matplotlib.image import imsave
+    import matplotlib.pyplot as plt
 
-    _, _, g, q, mask, _ = panels(task, example)[0]
+    name, unit, g, q, mask, _ = panels(task, example)[0]
     g, q = _masked(g, mask), _masked(q, mask)
-    lo, hi = _limits(g, mask)
-
-    def rgb(a):
-        z = np.clip((a - lo) / (hi - lo), 0, 1)
-        img = colormaps["viridis"](np.nan_to_num(z))[..., :3]
-        img[~np.isfinite(a)] = 1.0
-        return img
-
-    h, w = g.shape
-    step = max(1, int(np.ceil(h / height)))
-    a, b = rgb(g)[::step, ::step], rgb(q)[::step, ::step]
-    gap = np.ones((a.shape[0], max(2, a.shape[1] // 20), 3))
-    img = np.concatenate([a, gap, b], axis=1)
+    lo, hi, cmap = colour_scale(g, mask)
+    dpi = 80
+    aspect = g.shape[1] / max(g.shape[0], 1)
+    fig_h = height / dpi
+    fig = plt.figure(figsize=(fig_h * 2 * aspect * 0.86 * 1.06 / 0.79, fig_h), dpi=dpi)
+    axes = fig.subplots(1, 2, gridspec_kw={"left": 0.01, "right": 0.80, "top": 0.88, "bottom": 0.02,
+                                           "wspace": 0.04})
+    for ax, a, label in ((axes[0], g, "truth"), (axes[1], q, "prediction")):
+        im = ax.imshow(a, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(label, fontsize=7, pad=2)
+        ax.set_axis_off()
+    cax = fig.add_axes((0.83, 0.08, 0.035, 0.76))
+    cb = fig.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=6)
+    cb.formatter.set_useOffset(False)
+    cb.set_label(f"{name} [{unit}]" if unit else name, fontsize=6)
     buf = io.BytesIO()
-    imsave(buf, img, format="png", metadata=PNG_META)
+    fig.savefig(buf, format="png", dpi=dpi, metadata=PNG_META, bbox_inches="tight", pad_inches=0.03)
+    plt.close(fig)
     return buf.getvalue()
 
 

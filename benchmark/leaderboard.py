@@ -251,7 +251,7 @@ tr.detail summary{color:#4a6fa5;font-size:.85em;cursor:pointer}
 .detail-body{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start;padding:.5em 0 1em}
 table.metrics{border-collapse:collapse;font-size:.85em}table.metrics td,table.metrics th{padding:.1em .6em;
 border-bottom:1px solid #eee;text-align:right}table.metrics .t{text-align:left}
-img.thumb{image-rendering:pixelated;width:360px;height:auto;display:block;border:1px solid #ccc}
+img.thumb{width:auto;max-width:100%;height:auto;display:block;border:1px solid #ccc}
 dl.prov{display:grid;grid-template-columns:auto 1fr;gap:.1em .8em;font-size:.85em;margin:0;max-width:420px}
 dl.prov dt{color:#666}dl.prov dd{margin:0;word-break:break-all}
 .v-best{color:#1b7837;font-weight:bold}.v-tied{color:#4d9a4d}.warn{color:#a00}.muted{color:#777;font-size:.85em}
