@@ -43,8 +43,10 @@ _TISSUES = ("fat", "muscle", "viscera", "spleen", "vessel", "bone")
 class LiverMREConfig(GeneratorConfig):
     # ---------------------------------------------------------------- physics
     model: Literal["antiplane", "plane_strain"] = Field(
-        "antiplane", description="antiplane: scalar out-of-plane shear waves; plane_strain: in-plane vector "
-                                 "waves, nearly incompressible, Taylor-Hood u-p")
+        "plane_strain", description="plane_strain: in-plane vector waves of a nearly incompressible solid "
+                                    "(Taylor-Hood u-p; the compressional near field reaches deep and mode-converts "
+                                    "to shear waves); antiplane: scalar out-of-plane shear waves (fast, but they "
+                                    "decay before reaching the liver, see the card)")
     frequencies: tuple[float, ...] = Field((60.0,), min_length=1, description="driving frequencies [Hz]")
     random_frequency: Range | None = Field(
         None, description="if set, one frequency per sample drawn uniformly from this range [Hz] "
@@ -100,16 +102,35 @@ class LiverMREConfig(GeneratorConfig):
     bone_g: Range = Field((1.0e5, 1.0e5), description="vertebral body G' [Pa] (a stiff stand-in)")
     bone_ratio: Range = Field((0.05, 0.05), description="vertebral body G''/G'")
     # ---------------------------------------------------------------- driver and acquisition
-    driver_amplitude: float = Field(2.0e-5, gt=0, description="prescribed driver displacement amplitude [m]")
+    driver_amplitude: float = Field(1.0e-4, gt=0, description="prescribed driver displacement amplitude [m] "
+                                                                "(100 um)")
     driver_direction: Literal["normal", "tangential"] = Field(
         "normal", description="plane_strain: driver motion along the skin normal or tangent (box: tangential "
                               "always, a shear wave)")
     driver_angle: Range = Field(
-        (105.0, 150.0), description="driver centre, angle about the cavity centre [deg]: 90 anterior midline, "
-                                    "180 the patient's right side (over the liver)")
+        (115.0, 150.0), description="driver centre, angle about the cavity centre [deg]: 90 anterior midline, "
+                                    "180 the patient's right side; default: the anterior right lower chest wall "
+                                    "over the right liver lobe")
     driver_width: Range = Field((0.10, 0.16), description="driver arc length range [m] (a large passive pad)")
+    driver2_angle: Range | None = Field(
+        None, description="optional second driver (same width, amplitude and phase), angle range [deg]")
+    support_width: float | None = Field(
+        0.20, gt=0, description="supine on the table: posterior skin arc of this length [m] is clamped "
+                                "(None: the whole skin except the drivers is traction-free)")
     n_phase_offsets: int = Field(8, ge=3, le=64, description="MRE phase offsets per period (wave images)")
-    snr: float | None = Field(30.0, gt=0, description="amplitude SNR of the complex noise (None: no noise)")
+    noise_model: Literal["phase", "relative"] = Field(
+        "phase", description="phase: displacement noise in metres from MR phase noise (1 / magnitude SNR) "
+                             "over the encoding efficiency, varying with the magnitude image; relative: "
+                             "sigma = rms_liver(|U|) / snr")
+    snr: float | None = Field(30.0, gt=0, description="relative model: amplitude SNR of the complex noise "
+                                                      "(None: no noise)")
+    magnitude_snr: float | None = Field(
+        20.0, gt=0, description="phase model: mean magnitude SNR of one wave image over the liver (None: no noise)")
+    encoding_efficiency: float = Field(
+        0.067, gt=0, description="phase model: motion-encoding efficiency [rad/um] (phase per displacement)")
+    coil_depth: float = Field(0.08, gt=0, description="phase model: receive-coil sensitivity decay depth below "
+                                                      "the skin [m]")
+    coil_floor: float = Field(0.3, ge=0, le=1, description="phase model: relative coil sensitivity deep inside")
     # ---------------------------------------------------------------- grid
     grid_h: int = Field(256, ge=8, le=2048, description="grid rows")
     grid_w: int = Field(256, ge=8, le=2048, description="grid columns")
@@ -121,7 +142,7 @@ class LiverMREConfig(GeneratorConfig):
             v = getattr(self, name)
             if name in ("homogeneous_g", "box_size"):
                 continue
-            if f.annotation in (Range, tuple[int, int]) or name in ("random_frequency",):
+            if f.annotation in (Range, tuple[int, int]) or name in ("random_frequency", "driver2_angle"):
                 if v is not None and v[0] > v[1]:
                     raise ValueError(f"{name}: lower bound {v[0]} above upper bound {v[1]}")
         if self.model == "plane_strain" and self.degree < 2:
@@ -157,9 +178,18 @@ def _fourier_field(rng: np.random.Generator, ell: float, n_modes: int = 96):
     return f
 
 
+def _noise_text(cfg: LiverMREConfig) -> str:
+    if cfg.noise_model == "relative":
+        return f"SNR {cfg.snr:g}" if cfg.snr else "no noise (snr = None)"
+    if not cfg.magnitude_snr:
+        return "no noise (magnitude_snr = None)"
+    return (f"phase noise, liver magnitude SNR {cfg.magnitude_snr:g}, encoding {cfg.encoding_efficiency:g} "
+            "rad/um")
+
+
 class LiverMRE(Generator):
     name = "liver-mre"
-    version = "1.0.0"
+    version = "2.0.0"
     Config = LiverMREConfig
     presets = PRESETS
     regen_rtol = 1e-5
@@ -169,7 +199,7 @@ class LiverMRE(Generator):
         F, C, N = cfg.n_freq, cfg.n_comp, cfg.n_phase_offsets
         hw = (cfg.grid_h, cfg.grid_w)
         comp = "component z (out of plane)" if C == 1 else "components (x, y)"
-        noise = f"SNR {cfg.snr:g}" if cfg.snr else "no noise (snr = None)"
+        noise = _noise_text(cfg)
         s = {
             "frequencies": FieldSpec((F,), "float64", "Hz", "driving frequency of each first-harmonic field"),
             "u_re": FieldSpec((F, C, *hw), "float32", "m",
@@ -293,7 +323,8 @@ def draw_phantom(cfg: LiverMREConfig, r_anat: np.random.Generator, r_mat: np.ran
     params = ab.AnatomyParams(
         n_lesions=cfg.n_lesions, lesion_radius=(cfg.lesion_radius[0] * 1e3, cfg.lesion_radius[1] * 1e3),
         driver_angle_deg=cfg.driver_angle, driver_width=(cfg.driver_width[0] * 1e3, cfg.driver_width[1] * 1e3),
-        deform=cfg.randomize_anatomy)
+        deform=cfg.randomize_anatomy, driver2_angle_deg=cfg.driver2_angle,
+        support_width=None if cfg.support_width is None else cfg.support_width * 1e3)
     anatomy = ab.sample_abdomen(r_anat, params)
     mats = _draw_materials(cfg, r_mat)
     mats["lesions"] = [(float(r_mat.uniform(*cfg.lesion_g)), float(r_mat.uniform(*cfg.lesion_ratio)))
@@ -428,37 +459,50 @@ def _cell_materials(cfg: LiverMREConfig, ph: Phantom, cell_lab: np.ndarray,
 
 
 def make_solver(cfg: LiverMREConfig, mesh: Mesh, ph: Phantom):
-    """The harmonic wave solver (absorbing facets: the box bottom, or the skin if configured) and the driver:
-    antiplane U_z = A; plane strain A along the mean inward skin normal or its tangent (box: tangential, with
-    the sides' vertical motion held)."""
+    """The harmonic wave solver (absorbing facets: the box bottom, or the skin if configured) and the driver(s):
+    antiplane U_z = A; plane strain A along each arc's mean inward skin normal or its tangent (box:
+    tangential, with the sides' vertical motion held); the table contact (``support_width``) is clamped."""
     from phantombench.generators import waves
     from phantombench.meshes import abdomen as ab
 
     ft = mesh.mres.facet_tags
-    driver = ft.indices[ft.values == ab.FACET_DRIVER]
+    tagged = lambda tag: ft.indices[ft.values == tag]  # noqa: E731
+    driver = tagged(ab.FACET_DRIVER)
     if cfg.geometry == "box":
-        absorbing = ft.indices[ft.values == ab.FACET_ABSORB]
+        absorbing = tagged(ab.FACET_ABSORB)
     else:
-        absorbing = ft.indices[ft.values == ab.FACET_FREE] if cfg.absorbing_boundary else None
+        absorbing = tagged(ab.FACET_FREE) if cfg.absorbing_boundary else None
     solver = waves.HarmonicWaveSolver(mesh.mres.mesh, model=cfg.model, degree=cfg.degree,
                                       absorbing_facets=absorbing, bulk_modulus=cfg.bulk_modulus)
     solver.set_density(cfg.rho)
     A = cfg.driver_amplitude
+    support = tagged(ab.FACET_SUPPORT)
+    arcs = [(driver, ph.anatomy.driver if ph.anatomy is not None else None)]
+    if ph.anatomy is not None and ph.anatomy.driver2 is not None:
+        arcs.append((tagged(ab.FACET_DRIVER2), ph.anatomy.driver2))
     if cfg.model == "antiplane":
-        return solver, Driver([waves.Dirichlet(driver, A + 0j)], driver, A, None)
+        bcs = [waves.Dirichlet(f, A + 0j) for f, _ in arcs]
+        bcs += [waves.Dirichlet(support, 0j)] if len(support) else []
+        return solver, Driver(bcs, np.concatenate([f for f, _ in arcs]), A, None)
     if cfg.geometry == "box":
-        dvec = np.array([1.0, 0.0])
-        extra = [waves.Dirichlet(ft.indices[ft.values == ab.FACET_FREE], 0.0, component=1)]
+        dirs = [np.array([1.0, 0.0])]
+        extra = [waves.Dirichlet(tagged(ab.FACET_FREE), 0.0, component=1)]
     else:
-        skin = ph.anatomy.skin
-        i0, i1 = ph.anatomy.driver
-        idx = np.arange(i0, i1 if i1 > i0 else i1 + len(skin)) % len(skin)
-        nd = ab.outward_normals(skin)[idx].mean(axis=0)
-        nd /= np.linalg.norm(nd)
-        dvec = -nd if cfg.driver_direction == "normal" else np.array([-nd[1], nd[0]])
-        extra = []
-    bcs = [waves.Dirichlet(driver, (A * dvec[0] + 0j, A * dvec[1] + 0j))] + extra
-    return solver, Driver(bcs, driver, A, dvec.tolist())
+        dirs = [_arc_direction(cfg, ph.anatomy.skin, arc) for _, arc in arcs]
+        extra = [waves.Dirichlet(support, (0j, 0j))] if len(support) else []
+    bcs = [waves.Dirichlet(f, (A * d[0] + 0j, A * d[1] + 0j)) for (f, _), d in zip(arcs, dirs)] + extra
+    return solver, Driver(bcs, np.concatenate([f for f, _ in arcs]), A, dirs[0].tolist())
+
+
+def _arc_direction(cfg: LiverMREConfig, skin: np.ndarray, arc: tuple[int, int]) -> np.ndarray:
+    """Unit motion direction of a driver arc: its mean inward skin normal, or the tangent."""
+    from phantombench.meshes import abdomen as ab
+
+    i0, i1 = arc
+    idx = np.arange(i0, i1 if i1 > i0 else i1 + len(skin)) % len(skin)
+    nd = ab.outward_normals(skin)[idx].mean(axis=0)
+    nd /= np.linalg.norm(nd)
+    return -nd if cfg.driver_direction == "normal" else np.array([-nd[1], nd[0]])
 
 
 def solve(cfg: LiverMREConfig, solver, driver: Driver, mesh: Mesh, freqs: np.ndarray) -> WaveFields:
@@ -518,16 +562,30 @@ def rasterise(cfg: LiverMREConfig, mesh: Mesh, fe: WaveFields) -> dict[str, Any]
 
 
 def observe(cfg: LiverMREConfig, img: dict[str, Any], r_noise: np.random.Generator) -> dict[str, Any]:
-    """Complex noise at the configured SNR, referred to the liver (where inversions are scored; the whole body
-    where there is no liver), added over the body; the wave images at the phase offsets."""
-    from phantombench.generators.noise import complex_gaussian_at_snr, phase_offset_images
+    """Complex noise added over the body (phase model: per-pixel sigma in metres; relative model: sigma at
+    the SNR referred to the liver, the whole body where there is no liver); the wave images at the phase
+    offsets. ``sigma_map`` (F, H, W): the per-part noise standard deviation."""
+    from phantombench.generators import mre_quality as mq
+    from phantombench.generators.noise import (complex_gaussian_at_snr, complex_gaussian_map,
+                                               phase_offset_images)
     from phantombench.meshes import abdomen as ab
 
-    mask = img["mask"]
+    mask, U = img["mask"], img["U"]
     liver_mask = np.isin(img["labels"], (ab.LIVER, ab.HEPATIC_VESSEL, ab.LESION)) & mask
     ref = liver_mask if liver_mask.any() else mask
-    noisy, sigmas = complex_gaussian_at_snr(img["U"], mask, ref, cfg.snr, r_noise)
-    return {"liver_mask": liver_mask, "noisy": noisy, "sigmas": sigmas,
+    if cfg.noise_model == "relative":
+        noisy, sigmas = complex_gaussian_at_snr(U, mask, ref, cfg.snr, r_noise)
+        sig = np.array(sigmas)[:, None, None] / np.sqrt(2) * np.ones((1, *mask.shape))
+    elif cfg.magnitude_snr:
+        labels = img["labels"] if cfg.geometry == "abdomen" else np.where(mask, ab.LIVER, 0)
+        mag = mq.magnitude_image(labels, mask, cfg.pixel_size, cfg.coil_depth, cfg.coil_floor)
+        s1 = mq.phase_noise_sigma(mag, ref, cfg.magnitude_snr, cfg.encoding_efficiency * 1e6, cfg.n_phase_offsets)
+        sig = np.repeat(s1[None], U.shape[0], axis=0)
+        noisy = complex_gaussian_map(U, mask, sig, r_noise)
+        sigmas = [float(np.sqrt(2 * np.mean(s1[ref] ** 2)))] * U.shape[0]
+    else:
+        noisy, sig, sigmas = U.copy(), np.zeros((U.shape[0], *mask.shape)), [0.0] * U.shape[0]
+    return {"liver_mask": liver_mask, "noisy": noisy, "sigmas": sigmas, "sigma_map": sig,
             "wave_images": phase_offset_images(noisy, cfg.n_phase_offsets)}
 
 
@@ -588,6 +646,8 @@ def attributes(cfg: LiverMREConfig, ph: Phantom, mesh: Mesh, fe: WaveFields, dri
         "points_per_wavelength": _achieved_ppw(cfg, mesh, fe),
         "power_balance_W_per_m": fe.powers,
         "noise_sigma_m": obs["sigmas"],
+        "noise_model": _noise_text(cfg),
+        "wave_quality": _quality(cfg, ph, fe, img, obs),
         "driver": {"amplitude_m": driver.amplitude, "direction": driver.direction,
                    "n_facets": int(len(driver.facets))},
         "grid": {"x0": grid.x0, "y_top": grid.y_top, "dx": grid.dx, "dy": grid.dy, "H": grid.H, "W": grid.W},
@@ -602,12 +662,51 @@ def attributes(cfg: LiverMREConfig, ph: Phantom, mesh: Mesh, fe: WaveFields, dri
     return attrs
 
 
+def _quality(cfg: LiverMREConfig, ph: Phantom, fe: WaveFields, img: dict[str, Any],
+             obs: dict[str, Any]) -> list[dict[str, float]]:
+    """Per frequency: liver pixels >= 10x noise, OSS-SNR, wavelengths across the liver along the driver's
+    inward normal (box: its longest side)."""
+    from phantombench.generators import mre_quality as mq
+    from phantombench.generators import waves
+
+    axis = None
+    if ph.anatomy is not None:
+        from phantombench.meshes import abdomen as ab
+
+        i0, i1 = ph.anatomy.driver
+        skin = ph.anatomy.skin
+        idx = np.arange(i0, i1 if i1 > i0 else i1 + len(skin)) % len(skin)
+        axis = -ab.outward_normals(skin)[idx].mean(axis=0)
+    out = []
+    for j, f in enumerate(fe.freqs):
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN / 0 outside the body
+            lam = waves.shear_wavelength(img["g_storage"][j], img["g_loss"][j], f, cfg.rho)
+        q = mq.wave_quality(img["U"][j], obs["noisy"][j], obs["sigma_map"][j], obs["liver_mask"], cfg.pixel_size,
+                            lam, axis)
+        out.append({"frequency_Hz": float(f), **q})
+    return out
+
+
+# clinical 60 Hz liver MRE stiffness (|G*|) bands and their usual reading (Venkatesh, Yin & Ehman 2013, see the card)
+_STAGE_BANDS = ((2500.0, "normal"), (2930.0, "normal or inflammation"), (3500.0, "stage 1-2 fibrosis"),
+                (4000.0, "stage 2-3 fibrosis"), (5000.0, "stage 3-4 fibrosis"))
+
+
+def fibrosis_stage(stiffness: float) -> str:
+    """The clinical reading of a mean liver stiffness |G*| at 60 Hz [Pa]."""
+    for upper, name in _STAGE_BANDS:
+        if stiffness < upper:
+            return name
+    return "stage 4 fibrosis or cirrhosis"
+
+
 def _materials_attrs(cfg: LiverMREConfig, mats: dict[str, Any]) -> dict[str, Any]:
     lv = mats["liver"]
     return {
         "f_ref_Hz": cfg.f_ref,
         **{t: {"g_storage_Pa": g, "loss_ratio": r} for t, (g, r) in mats["tissue"].items()},
         "liver": {"fibrotic": lv["fibrotic"], "mean_g_storage_Pa": lv["mean_g"], "log_std": lv["log_std"],
+                  "stage_by_mean_stiffness": fibrosis_stage(lv["mean_g"] * np.hypot(1.0, lv["ratio"])),
                   "correlation_length_m": lv["correlation_length"], "loss_ratio": lv["ratio"]},
         "lesions": [{"g_storage_Pa": g, "loss_ratio": r} for g, r in mats["lesions"]],
     }

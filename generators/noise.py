@@ -4,6 +4,8 @@
 * :func:`gaussian_at_snr_db` -- EIT voltages: i.i.d. Gaussian at an SNR in dB of the RMS signal;
 * :func:`complex_gaussian_at_snr` -- MRE displacements: circular complex Gaussian per frequency, SNR referred
   to the RMS magnitude over a reference region, added over a mask;
+* :func:`complex_gaussian_map` -- MRE displacements: circular complex Gaussian with a per-pixel standard
+  deviation (physical noise maps, e.g. from MR phase noise);
 * :func:`phase_offset_images` -- MRE wave images, the real part of the complex field at N phase offsets.
 
 Each draws from the generator it is given, in a fixed order, so a sample's noise depends on its seed only.
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["relative_gaussian", "gaussian_at_snr_db", "complex_gaussian_at_snr", "phase_offset_images"]
+__all__ = ["relative_gaussian", "gaussian_at_snr_db", "complex_gaussian_at_snr", "complex_gaussian_map",
+           "phase_offset_images"]
 
 
 def relative_gaussian(clean: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -53,6 +56,18 @@ def complex_gaussian_at_snr(U: np.ndarray, mask: np.ndarray, ref: np.ndarray, sn
             nz = rng.normal(size=(2, C, int(mask.sum()))) * (sigma / np.sqrt(2))
             noisy[j][:, mask] += nz[0] + 1j * nz[1]
     return noisy, sigmas
+
+
+def complex_gaussian_map(U: np.ndarray, mask: np.ndarray, sigma: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+    """``U`` (F, C, H, W) plus circular complex Gaussian noise over ``mask``: real and imaginary parts of each
+    component independently N(0, sigma_f(x)^2), ``sigma`` (F, H, W) the per-real-part standard deviation."""
+    noisy = U.copy()
+    C, n = U.shape[1], int(mask.sum())
+    for j in range(U.shape[0]):
+        nz = rng.normal(size=(2, C, n)) * sigma[j][mask]
+        noisy[j][:, mask] += nz[0] + 1j * nz[1]
+    return noisy
 
 
 def phase_offset_images(U: np.ndarray, n_offsets: int) -> np.ndarray:

@@ -49,7 +49,7 @@ LABELS = {
     GREAT_VESSEL: "aorta / inferior vena cava",
 }
 # boundary facet tags
-FACET_DRIVER, FACET_FREE, FACET_ABSORB, FACET_INNER = 1, 2, 3, 4
+FACET_DRIVER, FACET_FREE, FACET_ABSORB, FACET_INNER, FACET_SUPPORT, FACET_DRIVER2 = 1, 2, 3, 4, 5, 6
 
 _gmsh_counter = itertools.count()
 
@@ -211,6 +211,8 @@ class AbdomenPhantom:
     liver_inclusions: list[Structure]  # vessels and lesions, inside the liver
     driver: tuple[int, int]           # [i0, i1) index range (mod len) on ``skin`` for the driver arc
     info: dict = field(default_factory=dict)
+    driver2: tuple[int, int] | None = None   # optional second driver arc (same convention)
+    support: tuple[int, int] | None = None   # optional posterior arc resting on the table (clamped)
 
     @property
     def lesions(self) -> list[Structure]:
@@ -249,6 +251,8 @@ class AnatomyParams:
     driver_angle_deg: tuple[float, float] = (105.0, 150.0)
     driver_width: tuple[float, float] = (100.0, 160.0)
     deform: bool = True
+    driver2_angle_deg: tuple[float, float] | None = None   # a second driver (drawn after the first)
+    support_width: float | None = None                     # posterior table contact arc length [mm]
 
 
 def _ellipse_from(spec: dict, n: int = 256) -> np.ndarray:
@@ -297,9 +301,15 @@ def sample_abdomen(rng: np.random.Generator, p: AnatomyParams = AnatomyParams(),
         inclusions = [Structure(s.name, s.label, g(s.curve), s.info) for s in inclusions]
         info["global_scale"] = np.linalg.svd(g.A, compute_uv=False).tolist()
     driver = _draw_driver(rng, p, skin, cavity, info)
+    driver2 = support = None
+    if p.driver2_angle_deg is not None:
+        driver2 = _draw_driver(rng, p, skin, cavity, info, angle_deg=p.driver2_angle_deg, key="driver2")
+    if p.support_width is not None:  # supine on the table: the posterior midline arc (no draw)
+        support = _driver_arc(skin, cavity.mean(axis=0), 270.0, p.support_width)
+        info["support_width_mm"] = float(p.support_width)
     return AbdomenPhantom(skin=skin, muscle=muscle, cavity=cavity,
                           liver=Structure("liver", LIVER, liver), organs=organs,
-                          liver_inclusions=inclusions, driver=driver, info=info)
+                          liver_inclusions=inclusions, driver=driver, info=info, driver2=driver2, support=support)
 
 
 def _draw_vessels(rng: np.random.Generator, p: AnatomyParams, specs: list[dict]) -> list[tuple]:
@@ -407,16 +417,18 @@ def _grow_wall_and_fat(rng, p: AnatomyParams, cavity, info: dict) -> tuple[np.nd
     return muscle, _offset_out(muscle, tf)
 
 
-def _draw_driver(rng, p: AnatomyParams, skin, cavity, info: dict) -> tuple[int, int]:
-    """The driver arc on the anterior skin (angle about the cavity centre: 90 = anterior midline, 180 = the
-    patient's right, where the liver lies)."""
+def _draw_driver(rng, p: AnatomyParams, skin, cavity, info: dict, angle_deg: tuple[float, float] | None = None,
+                 key: str = "driver") -> tuple[int, int]:
+    """A driver arc on the skin (angle about the cavity centre: 90 = anterior midline, 180 = the patient's
+    right, where the liver lies); ``angle_deg`` defaults to ``p.driver_angle_deg``."""
+    rng_ang = p.driver_angle_deg if angle_deg is None else angle_deg
     if p.deform:
-        ang = rng.uniform(*p.driver_angle_deg)
+        ang = rng.uniform(*rng_ang)
         wd = rng.uniform(*p.driver_width)
     else:
-        ang, wd = float(np.mean(p.driver_angle_deg)), float(np.mean(p.driver_width))
-    info["driver_angle_deg"] = float(ang)
-    info["driver_width_mm"] = float(wd)
+        ang, wd = float(np.mean(rng_ang)), float(np.mean(p.driver_width))
+    info[f"{key}_angle_deg"] = float(ang)
+    info[f"{key}_width_mm"] = float(wd)
     return _driver_arc(skin, cavity.mean(axis=0), ang, wd)
 
 
@@ -543,7 +555,9 @@ def mesh_loops(loops: Sequence[Loop], regions: Sequence[tuple[int, int, Sequence
 def mesh_abdomen(ph: AbdomenPhantom, h: dict[int, float]) -> MeshResult:
     """Mesh a phantom with element size ``h[label]`` [m] per region (interfaces get the smaller one).
 
-    Boundary tags: ``FACET_DRIVER`` on the driver arc, ``FACET_FREE`` on the rest of the skin.
+    Boundary tags: ``FACET_DRIVER`` on the driver arc (``FACET_DRIVER2`` the second one), ``FACET_SUPPORT``
+    on the table contact (if any),
+    ``FACET_FREE`` on the rest of the skin.
     """
     mm = 1e-3
     loops: list[Loop] = []
@@ -552,8 +566,10 @@ def mesh_abdomen(ph: AbdomenPhantom, h: dict[int, float]) -> MeshResult:
     def hh(*labels):
         return min(h[lab] for lab in labels)
 
-    i0, i1 = ph.driver
-    loops.append(loop_from_curve(ph.skin * mm, hh(FAT), breaks=[(i0, i1, FACET_DRIVER)], default_tag=FACET_FREE))
+    breaks = [(*ph.driver, FACET_DRIVER)]
+    breaks += [(*ph.driver2, FACET_DRIVER2)] if ph.driver2 is not None else []
+    breaks += [(*ph.support, FACET_SUPPORT)] if ph.support is not None else []
+    loops.append(loop_from_curve(ph.skin * mm, hh(FAT), breaks=breaks, default_tag=FACET_FREE))
     loops.append(loop_from_curve(ph.muscle * mm, hh(FAT, WALL)))
     loops.append(loop_from_curve(ph.cavity * mm, hh(WALL, VISCERA)))
     regions.append((FAT, 0, [1]))

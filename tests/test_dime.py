@@ -22,7 +22,7 @@ def liver(generated, tmp_path_factory):
     """The dataset, and a folder for checkpoints."""
     from phantombench.store import open_dataset
 
-    return open_dataset(generated("liver-mre", "dime-liver", 4, 21)), tmp_path_factory.mktemp("dime")
+    return open_dataset(generated("liver-mre", "dime-liver-antiplane", 4, 21)), tmp_path_factory.mktemp("dime")
 
 
 def Cases(task, ds, indices):

@@ -239,8 +239,10 @@ def test_two_layer_reflection_and_transmission():
 
 # ------------------------------------------------------------------------------------------ generator
 def test_dime_liver_sample_schema_materials_noise_and_wave_images():
+    """The scalar model with the relative noise model (the ``dime-liver-antiplane`` settings)."""
     gen = LiverMRE()
-    cfg = gen.config("dime-liver", {"grid_h": 128, "grid_w": 128, "pixel_size": 0.003, "n_lesions": (2, 2)})
+    cfg = gen.config("dime-liver-antiplane", {"grid_h": 128, "grid_w": 128, "pixel_size": 0.003,
+                                              "n_lesions": (2, 2)})
     smp = gen.sample(cfg, sample_rng(7, 3), 3)
     f, a = smp.fields, smp.attrs
     schema = gen.schema(cfg)
@@ -328,3 +330,85 @@ def test_presets_full_size(preset, over):
         assert pw["dissipated"] > 0
         assert (pw["radiated"] > 0) == cfg.absorbing_boundary
     assert a["points_per_wavelength"]["achieved_min"] >= 0.95 * cfg.points_per_wavelength
+
+
+# ------------------------------------------------------------------------------------------ noise and wave quality
+def _fraction_above_10x(f, sigma_map, j):
+    """Liver pixels whose clean first-harmonic |U| is >= 10 x the per-part noise std (computed from the fields)."""
+    U = f["u_re"][j].astype(float) + 1j * f["u_im"][j]
+    amp = np.sqrt(np.sum(np.abs(U) ** 2, axis=0))
+    lm = f["liver_mask"]
+    return float(np.mean(amp[lm] >= 10 * sigma_map[lm]))
+
+
+def _sigma_map(cfg, f):
+    from phantombench.generators import mre_quality as mq
+
+    mag = mq.magnitude_image(f["labels"], f["mask"], cfg.pixel_size, cfg.coil_depth, cfg.coil_floor)
+    return mq.phase_noise_sigma(mag, f["liver_mask"], cfg.magnitude_snr, cfg.encoding_efficiency * 1e6,
+                                cfg.n_phase_offsets)
+
+
+def test_octahedral_shear_strain_and_wavelength_count_of_plane_waves():
+    from phantombench.generators import mre_quality as mq
+
+    h, k, A = 0.001, 2 * np.pi / 0.025, 1e-5
+    x = np.arange(200) * h
+    e = A * np.exp(-1j * k * x)[None, :] * np.ones((40, 1))
+    shear = mq.octahedral_shear_strain(np.stack([np.zeros_like(e), e]), h)
+    comp = mq.octahedral_shear_strain(np.stack([e, np.zeros_like(e)]), h)
+    anti = mq.octahedral_shear_strain(e[None], h)
+    fd = np.sin(k * h) / h  # central-difference wavenumber
+    assert np.allclose(shear[5:-5, 5:-5], np.sqrt(6) / 3 * fd * A, rtol=1e-9)
+    assert np.allclose(anti[5:-5, 5:-5], np.sqrt(6) / 3 * fd * A, rtol=1e-9)
+    assert np.allclose(comp[5:-5, 5:-5], 2 * np.sqrt(2) / 3 * fd * A, rtol=1e-9)
+    liver = np.zeros((40, 200), bool)
+    liver[10:30, 20:120] = True   # 100 px = 0.1 m wide
+    lam = np.full(liver.shape, 0.025)
+    assert np.isclose(mq.wavelengths_across(liver, h, lam, np.array([1.0, 0.0])), 99 * h / 0.025)
+
+
+def test_phase_noise_is_physical_and_follows_the_magnitude_image():
+    """Noise std per part = sqrt(2/N) / (SNR_mag(x) xi), SNR_mag(x) ~ magnitude image, mean SNR over the liver."""
+    gen = LiverMRE()
+    cfg = gen.config("dime-liver", {"model": "antiplane", "grid_h": 128, "grid_w": 128, "pixel_size": 0.003})
+    f, a = (lambda s: (s.fields, s.attrs))(gen.sample(cfg, sample_rng(3, 0), 0))
+    sig = _sigma_map(cfg, f)
+    lm, mask = f["liver_mask"], f["mask"]
+    xi = cfg.encoding_efficiency * 1e6
+    assert np.isclose(np.mean(1 / sig[lm]), cfg.magnitude_snr * xi / np.sqrt(2 / cfg.n_phase_offsets))
+    fat = f["labels"] == ab.FAT
+    assert np.median(sig[fat]) < np.median(sig[lm])          # brighter fat near the coil: less noise
+    U = f["u_re"][0, 0].astype(float) + 1j * f["u_im"][0, 0]
+    N = f["u_noisy_re"][0, 0].astype(float) + 1j * f["u_noisy_im"][0, 0]
+    z = (N - U)[mask] / sig[mask]
+    assert abs(np.std(z.real) - 1) < 0.03 and abs(np.std(z.imag) - 1) < 0.03 and abs(np.mean(z.real)) < 0.03
+    q = a["wave_quality"][0]
+    assert np.isclose(q["fraction_liver_above_10x_noise"], _fraction_above_10x(f, sig, 0), atol=1e-6)
+
+
+def test_waves_reach_the_liver_at_the_default_dime_settings_and_not_in_the_old_antiplane_ones():
+    """>= 90 % of liver pixels carry |U| >= 10 x the noise (per part) at the dime-liver defaults; the old
+    scalar settings (dime-liver-antiplane: anterior driver, free skin) leave most of the liver near the noise."""
+    gen = LiverMRE()
+    cfg = gen.config("dime-liver")
+    for seed in (0, 1):
+        f = gen.sample(cfg, sample_rng(seed, 0), 0).fields
+        frac = _fraction_above_10x(f, _sigma_map(cfg, f), 0)
+        assert frac >= 0.90, (seed, frac)
+    old = gen.config("dime-liver-antiplane")
+    for seed in (0, 1):
+        smp = gen.sample(old, sample_rng(seed, 0), 0)
+        sig = np.full(smp.fields["mask"].shape, smp.attrs["noise_sigma_m"][0] / np.sqrt(2))
+        frac = _fraction_above_10x(smp.fields, sig, 0)
+        assert frac < 0.70, (seed, frac)
+
+
+@pytest.mark.slow
+def test_waves_reach_the_liver_at_every_mdev_frequency():
+    gen = LiverMRE()
+    cfg = gen.config("mdev-liver")
+    f = gen.sample(cfg, sample_rng(1, 0), 0).fields
+    sig = _sigma_map(cfg, f)
+    fracs = [_fraction_above_10x(f, sig, j) for j in range(cfg.n_freq)]
+    assert min(fracs) >= 0.90, fracs

@@ -225,6 +225,8 @@ def _repeat(task, sets, r: int, b: DimeBudget, st: Settings, log) -> tuple[dict,
               "save_weights": str(st.work / f"weights_seed{r}.pt"), "progress": True}
     if st.seconds:
         params["max_fit_s"] = float(st.seconds)
+    if ds.manifest["schema"]["u_re"]["shape"][1] > 1:  # in-plane fields: rotation is no exact symmetry
+        params["augment"] = False
     cnn = DIME(task, params=params, device=st.device, seed=r)
     log(f"training dime-cnn, repeat {r + 1}/{st.repeats} ({len(tr_idx)} train / {len(va_idx)} val phantoms, "
         f"{st.steps} steps, width {st.width}) ...")
