@@ -412,3 +412,23 @@ def test_waves_reach_the_liver_at_every_mdev_frequency():
     sig = _sigma_map(cfg, f)
     fracs = [_fraction_above_10x(f, sig, j) for j in range(cfg.n_freq)]
     assert min(fracs) >= 0.90, fracs
+
+
+def test_second_driver_and_table_contact_boundary_conditions():
+    """Both pads carry the prescribed motion, the table contact is clamped, the power balance stays exact."""
+    gen = LiverMRE()
+    cfg = gen.config("dime-liver", {"model": "antiplane", "grid_h": 64, "grid_w": 64, "pixel_size": 0.006,
+                                    "driver2_angle": (175.0, 185.0), "n_lesions": (0, 0)})
+    smp = gen.sample(cfg, sample_rng(5, 0), 0)
+    a, f = smp.attrs, smp.fields
+    assert 175.0 <= a["anatomy"]["driver2_angle_deg"] <= 185.0 and a["anatomy"]["support_width_mm"] == 200.0
+    u = f["mesh_point_u_re"][:, 0] + 1j * f["mesh_point_u_im"][:, 0]
+    pts = f["mesh_points"]
+    on_pad = u == cfg.driver_amplitude
+    centre = pts.mean(axis=0)
+    ang = np.degrees(np.arctan2(pts[on_pad, 1] - centre[1], pts[on_pad, 0] - centre[0])) % 360
+    assert np.any(ang > 170) and np.any(ang < 155)           # vertices of both pads
+    clamped = u == 0
+    assert clamped.sum() >= 20 and np.all(pts[clamped, 1] < centre[1])   # the posterior table contact
+    pw = a["power_balance_W_per_m"][0]
+    assert abs(pw["balance_rel_error"]) < 1e-9 and pw["dissipated"] > 0
