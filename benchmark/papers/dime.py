@@ -60,6 +60,9 @@ BUDGETS: dict[str, DimeBudget] = {
     "paper": DimeBudget(200, 16, 8, 16, 4, 96, 8, 4000, 250, 3,
                         "200 training phantoms (160 train, 20 val), 4000 steps (batch 8, 96-pixel patches) of a "
                         "width-16 UNet, 3 repeats (about 1 h per repeat on one shared CPU core)"),
+    "short": DimeBudget(60, 8, 2, 16, 4, 96, 8, 1500, 250, 1,
+                        "60 training phantoms (48 train, 6 val), 1500 steps (batch 8, 96-pixel patches) of a "
+                        "width-16 UNet, 1 repeat (about half an hour on one shared CPU core, data included)"),
 }
 
 SEEDS = {"train": 1001, "test": 2002, "mdev": 3003}   # distinct from the tuning sets (seed 100) and official sets
