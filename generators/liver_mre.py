@@ -11,7 +11,8 @@ Pipeline per sample (:meth:`LiverMRE.sample`), one short function per stage:
     solve             one solve per frequency, G*(f) from the rheology law, power balance
     rasterise         natural-neighbour (Sibson) or exact FE displacements, cellwise moduli on the grid
                                                                         (generators/raster.py)
-    observe           complex Gaussian noise at the SNR, MRE wave images at N phase offsets (generators/noise.py)
+    observe           complex Gaussian noise in metres from MR phase noise (or at a relative SNR), MRE wave images
+                      at N phase offsets (generators/noise.py, generators/mre_quality.py)
     sample_fields, attributes
 
 Presets and the dataset card are data: ``generators/presets/liver-mre.json``, ``generators/cards/liver-mre.md``.
