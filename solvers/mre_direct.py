@@ -26,9 +26,12 @@ Results are clipped to [``g_min``, ``g_max``] Pa and phi to [0, pi/2]; estimates
 the tissue edge (where the filter reaches into the filled outside) and outside the mask are replaced by the
 nearest estimate further inside, so the arrays are finite everywhere.
 
-In-plane fields (C = 2, ``plane_strain``) are treated component by component (the Laplacian of each component
-obeys the same Helmholtz equation only where div U ~ 0; a curl operator would remove the compressional part and
-is left out here).
+In-plane fields (C = 2, ``plane_strain``): each component obeys the Helmholtz equation only where div U ~ 0, and
+in a nearly incompressible body driven by a pad the compressional (pressure-gradient) part of U is large, so by
+default (``curl = "auto"``) the filtered field is replaced by its curl ``q = dU_y/dx - dU_x/dy`` (x = column, y =
+up = minus row), which removes the gradient part exactly and obeys ``G lap q = -rho omega^2 q`` in homogeneous
+tissue; the inversions then run on q. On two plane-strain ``dime-liver`` samples the liver MARE of |G*| falls
+from 550-840 % (components) to 28-35 % (curl). ``curl = "off"`` keeps the component-wise treatment.
 
 Observation entries read (see :func:`read_observation`): ``u`` complex (F, C, H, W) (or ``u_re``/``u_im``),
 ``frequencies`` (F,) Hz, ``spacing`` (dy, dx) m (or a scalar), ``density`` kg/m^3 (default 1000), ``mask``.
@@ -136,13 +139,33 @@ def stencil_inside(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), border_value=0)
 
 
+def curl_z(u: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """``dU_y/dx - dU_x/dy`` of in-plane fields (..., 2, H, W) (component 0 = x along columns, 1 = y up, i.e.
+    against the rows), as (..., 1, H, W): central differences on the pixel grid."""
+    dy, dx = spacing
+    q = np.gradient(u[..., 1, :, :], dx, axis=-1) + np.gradient(u[..., 0, :, :], dy, axis=-2)
+    return q[..., None, :, :]
+
+
+def use_curl(u: np.ndarray, curl: str) -> bool:
+    if curl not in ("auto", "on", "off"):
+        raise ValueError(f"curl must be auto, on or off (got {curl!r})")
+    if curl == "on" and u.shape[-3] != 2:
+        raise ValueError("curl = 'on' needs two in-plane displacement components")
+    return curl == "on" or (curl == "auto" and u.shape[-3] == 2)
+
+
 def preprocess(u: np.ndarray, mask: np.ndarray, spacing: tuple[float, float], *, smooth_px: float = 0.0,
-               cutoff_wavelength: float | None = 0.008, order: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Fill outside the mask, smooth, Butterworth low-pass; return (U_filtered, lap U_filtered), both (..., H, W)."""
+               cutoff_wavelength: float | None = 0.008, order: int = 3,
+               curl: str = "off") -> tuple[np.ndarray, np.ndarray]:
+    """Fill outside the mask, smooth, Butterworth low-pass (then the curl of in-plane fields, see the module
+    docstring); return (U_filtered, lap U_filtered), both (..., C, H, W)."""
     idx = nearest_fill_index(mask)
     uf = fill_outside(u, mask, idx)
     uf = gaussian_smooth(uf, smooth_px)
     uf = butterworth_lowpass(uf, spacing, cutoff_wavelength, order)
+    if use_curl(uf, curl):
+        uf = curl_z(uf, spacing)
     lap = laplacian(uf, spacing)
     return uf, lap
 
@@ -171,12 +194,13 @@ def finish(abs_g: np.ndarray, phi: np.ndarray, mask: np.ndarray, valid: np.ndarr
 # ------------------------------------------------------------------------------------------ inversions
 def ahi(u: np.ndarray, omega: float, rho: float, spacing: tuple[float, float], mask: np.ndarray, *,
         window_px: float = 1.0, smooth_px: float = 0.0, cutoff_wavelength: float | None = 0.008, order: int = 3,
-        g_min: float = 50.0, g_max: float = 2e5, edge_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        g_min: float = 50.0, g_max: float = 2e5, edge_px: int = 0, curl: str = "off") -> tuple[np.ndarray, np.ndarray]:
     """Algebraic Helmholtz inversion of one frequency. ``u``: complex (C, H, W) or (H, W). Returns (|G*|, phi)."""
     u = np.asarray(u, np.complex128)
     if u.ndim == 2:
         u = u[None]
-    uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order)
+    uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order,
+                         curl=curl)
     valid = edge_valid(mask, edge_px)   # the least-squares window only averages reliable pixels
     num = np.where(valid, (uf * np.conj(lap)).sum(axis=0), 0)
     den = np.where(valid, (np.abs(lap) ** 2).sum(axis=0), 0)
@@ -191,10 +215,11 @@ def ahi(u: np.ndarray, omega: float, rho: float, spacing: tuple[float, float], m
 
 def mdev(u: np.ndarray, omegas: np.ndarray, rho: float, spacing: tuple[float, float], mask: np.ndarray, *,
          smooth_px: float = 0.0, cutoff_wavelength: float | None = 0.008, order: int = 3, g_min: float = 50.0,
-         g_max: float = 2e5, edge_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+         g_max: float = 2e5, edge_px: int = 0, curl: str = "off") -> tuple[np.ndarray, np.ndarray]:
     """MDEV inversion. ``u``: complex (F, C, H, W); ``omegas`` (F,) rad/s. Returns (|G*|, phi)."""
     u = np.asarray(u, np.complex128)
-    uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order)
+    uf, lap = preprocess(u, mask, spacing, smooth_px=smooth_px, cutoff_wavelength=cutoff_wavelength, order=order,
+                         curl=curl)
     w2 = (np.asarray(omegas, float) ** 2)[:, None, None, None]
     num_g = rho * (w2 * np.abs(uf)).sum(axis=(0, 1))
     den_g = np.abs(lap).sum(axis=(0, 1))
@@ -215,14 +240,14 @@ def mdev(u: np.ndarray, omegas: np.ndarray, rho: float, spacing: tuple[float, fl
 # absorbing edge); estimates there are replaced by the nearest estimate 6 px (9 mm) inside. On the homogeneous
 # box this takes the whole-box MARE from 9.0 % to 2.6 % (AHI) and 7.2 % to 1.6 % (MDEV); liver scores on the
 # tuning sets are unchanged (the liver lies deeper than 6 px below the skin).
-_COMMON = {"order": 3, "g_min": 50.0, "g_max": 2e5, "edge_px": 6}
+_COMMON = {"order": 3, "g_min": 50.0, "g_max": 2e5, "edge_px": 6, "curl": "auto"}
 
 
 class AHI(Solver):
     """Algebraic Helmholtz inversion (single frequency, the one nearest ``frequency``)."""
 
     name = "ahi"
-    version = "1.1.0"
+    version = "1.2.0"
     tasks = ("mre",)
     time_budget_s = 30.0
     defaults = {**_COMMON, "frequency": 60.0, "window_px": 1.5, "cutoff_wavelength": 0.025, "smooth_px": 0.0}
@@ -234,7 +259,7 @@ class AHI(Solver):
         abs_g, phi = ahi(u[j], 2 * np.pi * freqs[j], rho, spacing, mask, window_px=float(p["window_px"]),
                          smooth_px=float(p["smooth_px"]), cutoff_wavelength=p["cutoff_wavelength"],
                          order=int(p["order"]), g_min=float(p["g_min"]), g_max=float(p["g_max"]),
-                         edge_px=int(p["edge_px"]))
+                         edge_px=int(p["edge_px"]), curl=str(p["curl"]))
         return {"abs_G": abs_g, "phi": phi}
 
 
@@ -242,7 +267,7 @@ class MDEV(Solver):
     """Multifrequency dual elasto-visco inversion over every frequency of the observation."""
 
     name = "mdev"
-    version = "1.1.0"
+    version = "1.2.0"
     tasks = ("mre",)
     time_budget_s = 60.0
     defaults = {**_COMMON, "cutoff_wavelength": 0.02, "smooth_px": 1.5}
@@ -252,7 +277,8 @@ class MDEV(Solver):
         p = self.params
         abs_g, phi = mdev(u, 2 * np.pi * freqs, rho, spacing, mask, smooth_px=float(p["smooth_px"]),
                           cutoff_wavelength=p["cutoff_wavelength"], order=int(p["order"]),
-                          g_min=float(p["g_min"]), g_max=float(p["g_max"]), edge_px=int(p["edge_px"]))
+                          g_min=float(p["g_min"]), g_max=float(p["g_max"]), edge_px=int(p["edge_px"]),
+                          curl=str(p["curl"]))
         return {"abs_G": abs_g, "phi": phi}
 
 
