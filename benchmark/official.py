@@ -76,11 +76,14 @@ BRAIN_OFFICIAL: tuple[OfficialDataset, ...] = (
     OfficialDataset("brain-elasticity", "brain-slice", "random", n=68, version="v2",
                     splits={"train": 16, "val": 2, "test": 50}),
 )
-# liver MRE: the exact plane-wave check, the single-frequency DIME-style phantom, the 7-frequency MDEV one
+# liver MRE (generator 2.0: plane-strain waves that reach the liver, MR phase noise in metres): the exact
+# plane-wave check, the single-frequency DIME-style phantom (50 test cases; learned solvers may train on generated
+# phantoms, so the official train split is small), the 7-frequency MDEV one (about 65 s per sample: 4 test cases)
 MRE_OFFICIAL: tuple[OfficialDataset, ...] = (
-    OfficialDataset("mre", "liver-mre", "homogeneous", n=1, purpose="verification"),
-    OfficialDataset("mre", "liver-mre", "dime-liver", n=60),
-    OfficialDataset("mre", "liver-mre", "mdev-liver", n=10),
+    OfficialDataset("mre", "liver-mre", "homogeneous", n=1, version="v2", purpose="verification"),
+    OfficialDataset("mre", "liver-mre", "dime-liver", n=74, version="v2",
+                    splits={"train": 20, "val": 4, "test": 50}),
+    OfficialDataset("mre", "liver-mre", "mdev-liver", n=5, version="v2", splits={"val": 1, "test": 4}),
 )
 # EIT: the three phantom families of P3 (one circle, two circles, circle + triangle), 20 dB SNR; 80 train,
 # 10 val, 50 test phantoms each (learned solvers may train on more: generated data, see phantombench.submit)
