@@ -301,6 +301,37 @@ def _brain(root: Path, tweak=None) -> Path:
     return root
 
 
+def test_the_memoised_data_sketch_follows_every_byte_and_never_the_manifest(tmp_path, monkeypatch):
+    import zarr
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "phantombench" / "sketch"
+    root = make(tmp_path / "ds")
+    first = store.open_dataset(root).sketch(from_data=True)
+    assert len(list(cache.glob("*.json"))) == 1
+
+    def no_reading(*a, **k):
+        raise AssertionError("arrays decoded although the bytes are unchanged")
+
+    with monkeypatch.context() as m:            # same bytes: the memo answers, nothing is decoded
+        m.setattr(store, "read_sample", no_reading)
+        assert store.open_dataset(root).sketch(from_data=True) == first
+    # a lie in the manifest's own sketches changes nothing: they are not read on this path
+    man = json.loads((root / store.MANIFEST).read_text())
+    man["samples"]["000002"]["sketch"] = {k: [0.0] * len(v) for k, v in man["samples"]["000002"]["sketch"].items()}
+    (root / store.MANIFEST).write_text(json.dumps(man))
+    assert store.open_dataset(root).sketch(from_data=True) == first
+    # one changed value on disk: a new key, recomputed from the arrays
+    zarr.open_group(str(root / "data.zarr" / "000001"), mode="r+")["a"][0, 0] = 5e3
+    second = store.open_dataset(root).sketch(from_data=True)
+    assert second["000001"]["a"] != first["000001"]["a"] and second["000000"] == first["000000"]
+    assert len(list(cache.glob("*.json"))) == 2
+    # a damaged memo is not believed
+    for f in cache.glob("*.json"):
+        f.write_text("{broken")
+    assert store.open_dataset(root).sketch(from_data=True) == second
+
+
 def test_a_regeneration_on_another_machine_lands_in_the_same_board_row(tmp_path):
     from phantombench.evaluate import evaluate
     from phantombench.leaderboard import add_evaluations, load_records
