@@ -95,6 +95,8 @@ def solvers() -> None:
 @handle_errors
 def official_cmd(task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only this task "
                                                                                    "(repeatable).")] = None,
+                 preset: Annotated[list[str] | None, typer.Option("--preset", help="Only the official datasets "
+                                                                             "of this preset (repeatable).")] = None,
                  root: Annotated[Path, typer.Option("--root", help="Data root folder.")] = Path("data"),
                  generate_: Annotated[bool, typer.Option("--generate", help="Generate missing or unfinished "
                                                                             "official datasets.")] = False,
@@ -108,6 +110,12 @@ def official_cmd(task: Annotated[list[str] | None, typer.Option("--task", "-t", 
     from phantombench import official as off
 
     ods = [od for t in task for od in off.official(t)] if task else off.all_official()
+    if preset:
+        unknown = sorted(set(preset) - {od.preset for od in ods})
+        if unknown:
+            raise CliError(f"no official dataset has preset {unknown[0]!r}"
+                           f"{' in task ' + ', '.join(task) if task else ''} (see `phantombench official`)")
+        ods = [od for od in ods if od.preset in preset]
     if pin:
         ods = [od for od in ods if od.tier == "public" or os.environ.get(off.SECRET_ENV)]
         refs = off.pin(ods, root)
