@@ -71,12 +71,12 @@ $(foreach u,$(filter sub.%,$(UNITS)),$(eval $(u): $(filter gen.$(call unit_task,
   gen.$(call unit_task,$(u)).%,$(UNITS))))
 
 gen.%: setup
-	@echo "== generate $*"
+	@echo "== $$(date +%T) generate $*"
 	@$(BIN)/phantombench official --generate --workers 1 --root $(DATA) --task $(firstword $(subst ., ,$*)) \
 	  $(addprefix --preset ,$(word 2,$(subst ., ,$*)))
 
 sub.%: setup
-	@echo "== submit $(word 2,$(subst ., ,$*)) on $(firstword $(subst ., ,$*))"
+	@echo "== $$(date +%T) submit $(word 2,$(subst ., ,$*)) on $(firstword $(subst ., ,$*))"
 	@$(BIN)/phantombench submit $(word 2,$(subst ., ,$*)) --task $(firstword $(subst ., ,$*)) --data $(DATA)
 
 learned: data

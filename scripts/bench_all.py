@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["raster", "brain", "elasticity", "labelmesh", "eit", "mre", "eit_solvers", "mre_solvers", "evaluate",
+SCRIPTS = ["raster", "brain", "elasticity", "labelmesh", "eit", "mre", "mre_factor", "eit_solvers", "mre_solvers", "evaluate",
            "learned"]
 
 
