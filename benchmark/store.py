@@ -441,7 +441,8 @@ class Dataset:
             return data_sketch(self)
         out = {}
         for sid, rec in self.manifest["samples"].items():
-            out[sid] = rec["sketch"] if "sketch" in rec else sample_sketch(read_sample(self.path, sid), rec.get("attrs"))
+            out[sid] = (rec["sketch"] if "sketch" in rec
+                        else sample_sketch(read_sample(self.path, sid), rec.get("attrs")))
         return out
 
     @property

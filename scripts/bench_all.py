@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["raster", "brain", "elasticity", "labelmesh", "eit", "mre", "mre_factor", "eit_solvers", "mre_solvers", "evaluate",
-           "learned"]
+SCRIPTS = ["raster", "brain", "elasticity", "labelmesh", "eit", "mre", "mre_factor", "eit_solvers", "mre_solvers",
+           "evaluate", "learned"]
 
 
 def main() -> None:

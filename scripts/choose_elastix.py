@@ -76,12 +76,13 @@ def run(pairs: dict[str, list], grid: dict) -> list[dict]:
 
 
 def table(rows: list[dict], presets: list[str]) -> str:
-    head = "| pre-stage | grid px | bending | levels x its (pre-stage, B-spline) | " + " | ".join(f"EPE {p} (mm)" for p in presets) + \
-           " | mean EPE (mm) | failed pairs | s/pair |"
+    head = "| pre-stage | grid px | bending | levels x its (pre-stage, B-spline) | " + \
+        " | ".join(f"EPE {p} (mm)" for p in presets) + " | mean EPE (mm) | failed pairs | s/pair |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in sorted(rows, key=lambda r: (r["EPE"], r["s_per_pair"])):
         lines.append(f"| {r['prestage']} | {r['grid_spacing_px']:g} | {r['bending_weight']:g} | "
-                     f"{r['resolutions']} x ({r['prestage_iterations']}, {r['iterations']}) | " + " | ".join(f"{r[p]:.3f}" for p in presets) +
+                     f"{r['resolutions']} x ({r['prestage_iterations']}, {r['iterations']}) | " +
+                     " | ".join(f"{r[p]:.3f}" for p in presets) +
                      f" | {r['EPE']:.3f} | {r['failed']} | {r['s_per_pair']:.2f} |")
     return "\n".join(lines)
 

@@ -4,7 +4,8 @@ Per pair: a linear pre-stage (``prestage``: ``translation`` or ``affine``; ``non
 B-spline transform on a control-point grid of ``grid_spacing_px`` voxels, composed with it; both optimised by
 adaptive stochastic gradient descent (elastix's default) on ``AdvancedMeanSquares`` (the images share one
 intensity model), the B-spline stage plus ``bending_weight`` x ``TransformBendingEnergyPenalty``, over
-``resolutions`` pyramid levels with ``prestage_iterations`` (linear) and ``iterations`` (B-spline) per level. Without a pre-stage the B-spline alone raised an
+``resolutions`` pyramid levels with ``prestage_iterations`` (linear) and ``iterations`` (B-spline) per level.
+Without a pre-stage the B-spline alone raised an
 internal elastix error on a rigid Kheil pair whose cuboids lie 13 mm apart; should the B-spline stage still
 fail, the pre-stage's transform is returned (counted in ``last_fallback``). 2-D pairs use every pixel (``Full``
 sampler: deterministic); 3-D pairs ``samples_3d`` random coordinates per iteration (elastix's default seed).
