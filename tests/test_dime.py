@@ -145,7 +145,7 @@ def test_reproduce_dime_tiny_run_fills_every_row(tmp_path):
     from phantombench.papers.dime import run as run_dime
 
     md = run_dime("smoke", steps=40, data_root=tmp_path / "data", out_dir=tmp_path / "out",
-                  work_dir=tmp_path / "work", log=lambda *_: None).read_text()
+                  work_dir=tmp_path / "work", workers=0, log=lambda *_: None).read_text()   # one process
     rows = [r for r in md.split("## Table")[1].split("\n## ")[0].splitlines()
             if r.startswith("| ") and not r.startswith("| method")]
     assert [r.split("|")[1].strip() for r in rows] == ["DIME-style CNN (ours)", "AHI", "DIME-style CNN (ours)", "AHI",
@@ -164,3 +164,12 @@ def test_reproduce_dime_tiny_run_fills_every_row(tmp_path):
     frac = res["baselines"]["test_dime"]["AHI"]["signal_fraction"]
     assert 0.0 < frac <= 1.0
     assert res["runs"][0]["steps_done"] == 40
+    # the data statements come from the data read: its field model, and the measured amplitudes and ceiling
+    facts, ceil = res["data_facts"], res["ceiling"]
+    assert (facts["model"] == "plane_strain") == ("2D in-plane (plane-strain) waves" in md)
+    assert (facts["model"] == "antiplane") == ("out-of-plane" in md)
+    lo, _, hi = facts["liver_u_rel"]
+    assert 0.0 < lo <= hi and f"{100 * lo:.2g}-{100 * hi:.2g} % of the driver amplitude" in md
+    assert 0.0 < ceil["mean"]["r_sigma_0.5"] < ceil["mean"]["r_sigma_0.25"] < 1.0
+    assert f"sigma = lambda/4 (lambda per pixel) scores a per-phantom r of {ceil['mean']['r_sigma_0.25']:.3f}" in md
+    assert res["runs"][0]["field"] == ("pseudo" if facts["components"] == 2 else "scalar")

@@ -9,7 +9,10 @@ Protocol (P2, scaled by the budget):
    training set only -- displacement/stiffness pairs from the FEM, nothing else;
 3. score every method with the ``mre`` task's own observation and truth (|G*| at 60 Hz, liver mask): the CNN
    and AHI on the 60 Hz field, MDEV on all seven frequencies of the ``mdev-liver`` phantoms;
-4. write ``<out>/dime.md`` (the paper's numbers beside ours, mean +- std over repeats), ``dime.json`` (every
+4. measure the data (no training): the waves' amplitude over the liver (:func:`data_facts`) and a resolution
+   ceiling (:func:`resolution_ceiling`: the per-phantom r of the truth blurred over a fraction of the local shear
+   wavelength, and how much of each liver's variance its lesions and vessels carry), on the dime-liver test set;
+5. write ``<out>/dime.md`` (the paper's numbers beside ours, mean +- std over repeats), ``dime.json`` (every
    number), ``dime.png`` (truth, CNN, MDEV, AHI on held-out phantoms) and ``dime_training.png`` (loss curves).
 
 Two ways to compute r and R^2 are reported, because the paper's text does not say which it used: *per
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from phantombench.papers.common import Paper, dataset_name, ensure_dataset, stats, write_json
 from phantombench.papers.scoring import harness, require_ok, rows, solve_in_process
@@ -95,6 +99,103 @@ def _signal_pixels(ds, i: int, scored: np.ndarray) -> np.ndarray:
     noise = np.abs(un - u)[:, body]
     sigma = float(np.sqrt(np.mean(noise ** 2) / 2)) or 1e-300   # per real component
     return scored & (amp >= SIGNAL_SNR * sigma)
+
+
+# ------------------------------------------------------------------------------------------ data diagnostics
+CEILING_FRACTIONS = (0.25, 0.5)   # Gaussian sigma of the resolution ceiling, in local shear wavelengths
+
+
+def wavelength_px(abs_g: np.ndarray, phi: np.ndarray, freq: float, rho: float, pixel: float) -> np.ndarray:
+    """Local shear wavelength [pixels] of a viscoelastic medium: 2 pi / Re(k), k = omega sqrt(rho / G*), i.e.
+    sqrt(|G*| / rho) / (f cos(phi / 2)) over the pixel size."""
+    return np.sqrt(np.maximum(abs_g, 0.0) / rho) / (freq * np.cos(0.5 * np.clip(phi, 0.0, np.pi / 2))) / pixel
+
+
+def blur_local(g: np.ndarray, sigma: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``g`` blurred by a Gaussian whose sigma (pixels) varies per pixel: normalised convolution over ``body`` at
+    a geometric ladder of sigmas, interpolated linearly per pixel; sigma <= 0.25 px leaves a pixel unblurred."""
+    m = body.astype(np.float64)
+    gm = np.where(body, g, 0.0)
+    smax = float(sigma[body].max()) if body.any() else 0.0
+    if smax <= 0.25:
+        return np.asarray(g, np.float64).copy()
+    ladder = np.concatenate([[0.0], np.geomspace(0.25, max(smax, 0.25) * 1.001, 24)])
+    levels = [g.astype(np.float64)] + [ndimage.gaussian_filter(gm, s, mode="constant")
+                                       / np.maximum(ndimage.gaussian_filter(m, s, mode="constant"), 1e-12)
+                                       for s in ladder[1:]]
+    k = np.clip(np.searchsorted(ladder, sigma) - 1, 0, len(ladder) - 2)
+    lo, hi = ladder[k], ladder[k + 1]
+    w = np.clip((sigma - lo) / (hi - lo), 0.0, 1.0)
+    stack = np.stack(levels)
+    rows, cols = np.indices(g.shape)
+    return (1 - w) * stack[k, rows, cols] + w * stack[k + 1, rows, cols]
+
+
+def variance_shares(g: np.ndarray, labels: np.ndarray, liver: np.ndarray) -> dict[str, float]:
+    """Each region's share of a liver's within-phantom variance of |G*|: the sum of its pixels' squared
+    deviations from the liver mean over the sum over all liver pixels (lesions + vessels + parenchyma = 1)."""
+    from phantombench.meshes.abdomen import HEPATIC_VESSEL, LESION
+
+    d2 = (g - g[liver].mean()) ** 2
+    tot = float(d2[liver].sum()) or 1e-300
+    les, ves = liver & (labels == LESION), liver & (labels == HEPATIC_VESSEL)
+    return {"lesions": float(d2[les].sum() / tot), "vessels": float(d2[ves].sum() / tot),
+            "parenchyma": float(d2[liver & ~les & ~ves].sum() / tot)}
+
+
+def ceiling_r(g: np.ndarray, phi: np.ndarray, body: np.ndarray, liver: np.ndarray, freq: float, rho: float,
+              pixel: float, fraction: float) -> float:
+    """Pearson r over ``liver`` between the true |G*| ``g`` and ``g`` blurred by a Gaussian of sigma = ``fraction``
+    x the local shear wavelength (:func:`wavelength_px`, :func:`blur_local`); 1 for ``fraction`` 0."""
+    from phantombench import metrics as M
+
+    lam = wavelength_px(g, phi, freq, rho, pixel)
+    return M.pearson(blur_local(g, fraction * np.where(body, lam, 0.0), body), g, liver)
+
+
+def resolution_ceiling(ds, indices=None, f0: float = 60.0) -> dict[str, Any]:
+    """How high a per-phantom r can a wave-based inversion reach? Per phantom (|G*| at the frequency nearest
+    ``f0``, over the liver): :func:`ceiling_r` for each of :data:`CEILING_FRACTIONS`, the liver's median shear
+    wavelength (pixels) and the variance shares (:func:`variance_shares`). Means over the phantoms, and the
+    per-phantom lists."""
+    cfg = ds.manifest["config"]
+    rho, pixel = float(cfg["rho"]), float(cfg["pixel_size"])
+    per: dict[str, list[float]] = {f"r_sigma_{f:g}": [] for f in CEILING_FRACTIONS}
+    per.update(lam_liver_px=[], lesions=[], vessels=[], parenchyma=[])
+    for i in (range(len(ds)) if indices is None else indices):
+        s = ds[i]
+        freqs = np.asarray(s["frequencies"], float)
+        j = int(np.argmin(np.abs(freqs - f0)))
+        g, phi = np.asarray(s["g_abs"][j], float), np.asarray(s["phase_angle"][j], float)
+        body = np.asarray(s["mask"], bool)
+        liver = np.asarray(s["liver_mask"], bool) & body
+        per["lam_liver_px"].append(float(np.median(wavelength_px(g, phi, freqs[j], rho, pixel)[liver])))
+        for f in CEILING_FRACTIONS:
+            per[f"r_sigma_{f:g}"].append(ceiling_r(g, phi, body, liver, freqs[j], rho, pixel, f))
+        for k, v in variance_shares(g, np.asarray(s["labels"]), liver).items():
+            per[k].append(v)
+    return {"fractions": list(CEILING_FRACTIONS), "n": len(per["lam_liver_px"]), "pixel_m": pixel,
+            "mean": {k: float(np.mean(v)) for k, v in per.items()},
+            "per_phantom": {k: [round(float(x), 4) for x in v] for k, v in per.items()}}
+
+
+def data_facts(ds, f0: float = 60.0) -> dict[str, Any]:
+    """What the report says about the waves, read from a test set: the field model and its components, the
+    drivers, the noise model and level (the manifest's configuration), and the measured median clean |U| over
+    each liver relative to the driver amplitude (min, median, max over the phantoms)."""
+    cfg = ds.manifest["config"]
+    rel = []
+    for i in range(len(ds)):
+        g = ds.group(i)
+        j = int(np.argmin(np.abs(np.asarray(g["frequencies"][...], float) - f0)))
+        u = np.asarray(g["u_re"][j], float) + 1j * np.asarray(g["u_im"][j], float)
+        liver = np.asarray(g["liver_mask"][...], bool) & np.asarray(g["mask"][...], bool)
+        rel.append(float(np.median(np.sqrt((np.abs(u) ** 2).sum(axis=0))[liver])) / float(cfg["driver_amplitude"]))
+    return {"model": cfg.get("model", "antiplane"), "components": int(ds.manifest["schema"]["u_re"]["shape"][1]),
+            "drivers": 1 + (cfg.get("driver2_angle") is not None), "noise_model": cfg.get("noise_model") or "relative",
+            "snr": cfg.get("snr"), "magnitude_snr": cfg.get("magnitude_snr"),
+            "generator_version": ds.manifest["version"],
+            "liver_u_rel": [float(np.min(rel)), float(np.median(rel)), float(np.max(rel))]}
 
 
 def _set_scores(ds, cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,6 +302,8 @@ def run(budget: str = "smoke", repeats: int | None = None, data_root: Path = Pat
                      "test_dime": _dataset_id(sets["test_dime"]), "test_mdev": _dataset_id(sets["test_mdev"])},
         "paper_numbers": PAPER_NUMBERS, "runs": [], "baselines": {},
     }
+    results["data_facts"] = data_facts(sets["test_dime"])
+    results["ceiling"] = resolution_ceiling(sets["test_dime"])
     results["baselines"], base_cases = _baselines(task, sets, log)
     fig_examples: dict[str, Any] = {}
     histories = []
@@ -225,11 +328,10 @@ def _repeat(task, sets, r: int, b: DimeBudget, st: Settings, log) -> tuple[dict,
     tr_idx, va_idx = ds.split("train"), ds.split("val")
     params = {"width": st.width, "depth": b.depth, "crop": b.crop, "batch": b.batch, "steps": st.steps,
               "val_every": b.val_every, "threads": st.threads, "checkpoint_dir": str(st.work / f"seed{r}"),
-              "save_weights": str(st.work / f"weights_seed{r}.pt"), "progress": True}
+              "save_weights": str(st.work / f"weights_seed{r}.pt"), "progress": True,
+              "augment": False}   # exact, but it cost accuracy at these budgets (measured: solvers/dime.py)
     if st.seconds:
         params["max_fit_s"] = float(st.seconds)
-    if ds.manifest["schema"]["u_re"]["shape"][1] > 1:  # in-plane fields: rotation is no exact symmetry
-        params["augment"] = False
     cnn = DIME(task, params=params, device=st.device, seed=r)
     log(f"training dime-cnn, repeat {r + 1}/{st.repeats} ({len(tr_idx)} train / {len(va_idx)} val phantoms, "
         f"{st.steps} steps, width {st.width}) ...")
@@ -243,7 +345,7 @@ def _repeat(task, sets, r: int, b: DimeBudget, st: Settings, log) -> tuple[dict,
                                                                        for i in range(len(t))]))
         scores[where] = _set_scores(t, cases[where])
     m = cnn.meta
-    run_ = {"seed": r, "fit_s": m["train_seconds_total"], "fit_s_this_call": fit_s, **scores,
+    run_ = {"seed": r, "fit_s": m["train_seconds_total"], "fit_s_this_call": fit_s, **scores, "field": m["field"],
             **{k: m[k] for k in ("steps_done", "resumed_from_step", "stopped_early", "n_parameters",
                                  "best_val_loss", "weights")}}
     log(f"  CNN r {scores['test_dime']['CC']:.3f} (dime test), {scores['test_mdev']['CC']:.3f} (mdev test); training "
