@@ -58,10 +58,10 @@ class FakeBrain(Generator):
         return Sample(f, {"traction_Pa": t, "grid_spacing_m": [dx, dx]})
 
 
-def make_brain_dataset(root: Path, n: int = 3, **cfg) -> Path:
-    gen = FakeBrain()
-    c = gen.config("synthetic", cfg)
-    plan = {"generator": gen.name, "generator_version": gen.version, "preset": "synthetic",
+def write_dataset(gen: Generator, root: Path, preset: str, n: int, **cfg) -> Path:
+    """A finished dataset of ``n`` samples of a test generator (``sample(cfg, None, i)``: no random stream)."""
+    c = gen.config(preset, cfg)
+    plan = {"generator": gen.name, "generator_version": gen.version, "preset": preset,
             "config": c.model_dump(mode="json"), "seed": 0, "n": n}
     root = Path(root)
     store.prepare(root, plan)
@@ -69,6 +69,10 @@ def make_brain_dataset(root: Path, n: int = 3, **cfg) -> Path:
         store.write_sample(root, i, gen.sample(c, None, i), {})
     store.finalise(root, gen, c, plan, {"created": "test"})
     return root
+
+
+def make_brain_dataset(root: Path, n: int = 3, **cfg) -> Path:
+    return write_dataset(FakeBrain(), root, "synthetic", n, **cfg)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 
 from phantombench import store
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
-from tests.bench_helpers import tree_digest
+from tests.bench_helpers import tree_digest, write_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -50,14 +50,7 @@ class Wavy(Generator):
 
 
 def _write(gen, root: Path, n: int) -> Path:
-    c = gen.config("t")
-    plan = {"generator": gen.name, "generator_version": gen.version, "preset": "t",
-            "config": c.model_dump(mode="json"), "seed": 0, "n": n}
-    store.prepare(root, plan)
-    for i in range(n):
-        store.write_sample(root, i, gen.sample(c, None, i), {})
-    store.finalise(root, gen, c, plan, {"created": "test"})
-    return root
+    return write_dataset(gen, root, "t", n)
 
 
 @pytest.fixture(scope="module")

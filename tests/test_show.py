@@ -15,8 +15,9 @@ import pytest
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, TwoSlopeNorm
 
 import phantombench
-from phantombench import show, store
+from phantombench import show
 from phantombench.generators.base import FieldSpec, Generator, GeneratorConfig, Sample
+from tests.bench_helpers import write_dataset
 
 H, W = 20, 30
 OUTLIER = 1e6
@@ -80,14 +81,7 @@ class ShowCases(Generator):
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> Path:
-    gen, root = ShowCases(), tmp_path_factory.mktemp("show") / "cases"
-    c = gen.config("cases")
-    plan = {"generator": gen.name, "generator_version": gen.version, "preset": "cases",
-            "config": c.model_dump(mode="json"), "seed": 0, "n": 1}
-    store.prepare(root, plan)
-    store.write_sample(root, 0, gen.sample(c, None, 0), {})
-    store.finalise(root, gen, c, plan, {"created": "test"})
-    return root
+    return write_dataset(ShowCases(), tmp_path_factory.mktemp("show") / "cases", "cases", 1)
 
 
 @pytest.fixture(scope="module")
