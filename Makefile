@@ -60,12 +60,23 @@ brain: setup
 data: setup
 	$(BIN)/phantombench official --generate --root $(DATA)
 
+# more than two cores: every dataset with one dask worker per core first, then all submissions at once
+NPROC ?= $(shell nproc 2>/dev/null || echo 2)
+LANES := $(filter 1 2,$(NPROC))
+
 run: setup
+ifneq ($(LANES),)
 	@$(MAKE) --no-print-directory -j2 $(lastword $(LANE1)) $(lastword $(LANE2))
+else
+	$(BIN)/phantombench official --generate --root $(DATA)
+	@$(MAKE) --no-print-directory -j$(NPROC) $(filter sub.%,$(UNITS))
+endif
 	$(BIN)/phantombench leaderboard
 
+ifneq ($(LANES),)
 $(call chain,$(LANE1))
 $(call chain,$(LANE2))
+endif
 # a submission needs every official dataset of its task
 $(foreach u,$(filter sub.%,$(UNITS)),$(eval $(u): $(filter gen.$(call unit_task,$(u)) \
   gen.$(call unit_task,$(u)).%,$(UNITS))))
