@@ -25,9 +25,11 @@ per-phantom r / pooled r / MARE of |G*| over the liver, components 0.343 / 0.333
 Same set-up, curl, exact augmentation: cut-off 6 mm 0.752 / 0.734 / 20.7 %, no low-pass 0.741 / 0.677 / 21.1 %;
 wave descriptors off (``features=raw``) 0.669 / 0.645 / 23.5 %. 1500 steps: with augmentation 0.752 / 0.740 /
 19.8 %, without 0.764 / 0.775 / 19.1 % (on train-s1-n60's 6 val phantoms 0.536 vs 0.585): at these budgets the
-rotations and mirrors, although exact, cost more than they give -- the phantoms' driver always sits on the same
-side, so the turned patches show wave directions the test phantoms never have -- and the protocols here train
-with ``augment=false``.
+rotations and mirrors, although exact, cost more than they give (likely because the phantoms' driver always sits
+on the same side, so turned patches show wave directions the test phantoms never have), and the protocols here
+train with ``augment=false``. At the board's budget (width 16, 96-pixel patches, 1500 steps, no augmentation;
+same data, same val split): components r 0.666 / pooled 0.636 / MARE 22.2 % / RIE 0.389, curl 0.810 / 0.852 /
+16.3 % / 0.273 (AHI on the same 4 phantoms: 0.592 / 0.659 / 27.8 % / 0.392).
 
 Input (``features``), built from that field:
 
