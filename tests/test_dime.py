@@ -169,7 +169,7 @@ def test_reproduce_dime_tiny_run_fills_every_row(tmp_path):
     assert (facts["model"] == "plane_strain") == ("2D in-plane (plane-strain) waves" in md)
     assert (facts["model"] == "antiplane") == ("out-of-plane" in md)
     lo, _, hi = facts["liver_u_rel"]
-    assert 0.0 < lo <= hi and f"{100 * lo:.2g}-{100 * hi:.2g} % of the driver amplitude" in md
+    assert 0.0 < lo <= hi and f"median |U| is {100 * lo:.2g}-{100 * hi:.2g} % of the driver amplitude" in md
     assert 0.0 < ceil["mean"]["r_sigma_0.5"] < ceil["mean"]["r_sigma_0.25"] < 1.0
-    assert f"sigma = lambda/4 (lambda per pixel) scores a per-phantom r of {ceil['mean']['r_sigma_0.25']:.3f}" in md
+    assert f"sigma = lambda/4 {ceil['mean']['r_sigma_0.25']:.3f}, sigma = lambda/2" in md
     assert res["runs"][0]["field"] == ("pseudo" if facts["components"] == 2 else "scalar")

@@ -102,7 +102,7 @@ def _signal_pixels(ds, i: int, scored: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ data diagnostics
-CEILING_FRACTIONS = (0.25, 0.5)   # Gaussian sigma of the resolution ceiling, in local shear wavelengths
+CEILING_FRACTIONS = (0.125, 0.25, 0.5)   # Gaussian sigma of the resolution ceiling, in local shear wavelengths
 
 
 def wavelength_px(abs_g: np.ndarray, phi: np.ndarray, freq: float, rho: float, pixel: float) -> np.ndarray:
