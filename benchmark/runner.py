@@ -184,8 +184,10 @@ def _run(plan, todo, out, workers, scheduler, progress, done0, n) -> int:
     cluster = None
     if scheduler is None:
         k = workers or min(os.cpu_count() or 1, len(todo))
+        # ":0": a free port, so two generations side by side (make run's lanes) do not warn that 8787 is taken;
+        # dashboard_address=None still binds 8787 in distributed (dask/distributed#8136)
         cluster = LocalCluster(n_workers=min(k, len(todo)), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
         client = _connect(scheduler)
