@@ -110,12 +110,7 @@ def official_cmd(task: Annotated[list[str] | None, typer.Option("--task", "-t", 
     from phantombench import official as off
 
     ods = [od for t in task for od in off.official(t)] if task else off.all_official()
-    if preset:
-        unknown = sorted(set(preset) - {od.preset for od in ods})
-        if unknown:
-            raise CliError(f"no official dataset has preset {unknown[0]!r}"
-                           f"{' in task ' + ', '.join(task) if task else ''} (see `phantombench official`)")
-        ods = [od for od in ods if od.preset in preset]
+    ods = off.with_presets(ods, preset, f"{'/'.join(task)} " if task else "")
     if pin:
         ods = [od for od in ods if od.tier == "public" or os.environ.get(off.SECRET_ENV)]
         refs = off.pin(ods, root)

@@ -221,13 +221,19 @@ def official(task: str, presets: list[str] | None = None) -> list[OfficialDatase
         ods = [o for o in ods if o.tier == "public"]
     if not ods:
         raise ValueError(f"task {task!r} has no official dataset yet")
-    if presets:
-        unknown = sorted(set(presets) - {o.preset for o in ods})
-        if unknown:
-            raise ValueError(f"no official {task} dataset with preset {', '.join(unknown)}; "
-                             f"official: {', '.join(o.preset for o in ods)}")
-        ods = [o for o in ods if o.preset in presets]
-    return ods
+    return with_presets(ods, presets, f"{task} ")
+
+
+def with_presets(ods: list[OfficialDataset], presets: list[str] | None, scope: str = "") -> list[OfficialDataset]:
+    """The datasets of ``ods`` whose preset is one of ``presets`` (all when none); ValueError naming the first
+    preset no dataset has (``scope`` words the message, e.g. ``"mre "``)."""
+    if not presets:
+        return ods
+    unknown = sorted(set(presets) - {o.preset for o in ods})
+    if unknown:
+        raise ValueError(f"no official {scope}dataset with preset {', '.join(unknown)}; "
+                         f"official: {', '.join(o.preset for o in ods)}")
+    return [o for o in ods if o.preset in presets]
 
 
 def all_official() -> list[OfficialDataset]:

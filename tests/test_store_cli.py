@@ -225,3 +225,16 @@ def test_version_and_presets_table():
     assert r.returncode == 0 and cfg["cnn-pinn-case1"]["n_electrodes"] == 16
     r = cli("presets", "nosuch")
     assert r.returncode == 2 and "nosuch" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--task", "mre", "--preset", "elunet-soft"], "no official mre dataset with preset elunet-soft"),
+    (["--preset", "nope"], "no official dataset with preset nope"),
+])
+def test_official_unknown_preset_is_one_line_and_generates_nothing(tmp_path, args, needle):
+    root = tmp_path / "data"
+    r = cli("official", *args, "--generate", "--root", str(root))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not root.exists()
