@@ -26,7 +26,7 @@ chain = $(if $(word 2,$(1)),$(eval $(word 2,$(1)): $(firstword $(1)))$(call chai
 # for DIME and CNN-PINN
 LEARNED ?= "elunet-ps-w1 --task brain-elasticity --param train_time_s=60 --param clock=cpu --param threads=1" \
            "pinn-elasticity --task brain-elasticity --param train_time_s=60 --param clock=cpu --param threads=1" \
-           "dime-cnn --task mre --preset dime-liver --train-n 60 --train-seed 1 --param steps=1500 --param augment=false --param progress=false" \
+           "dime-cnn --task mre --preset dime-liver --train-n 200 --train-seed 1 --param steps=4000 --param augment=false --param progress=false" \
            "cnn-pinn --task eit --train-n 300 --train-seed 1 --param stage1_epochs=40 --param epochs=200 --param progress=false"
 
 # the learned registration rows (P4/P5 models at the board budget: narrow networks, 300 Adam steps on the official
