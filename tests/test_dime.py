@@ -173,3 +173,34 @@ def test_reproduce_dime_tiny_run_fills_every_row(tmp_path):
     assert 0.0 < ceil["mean"]["r_sigma_0.5"] < ceil["mean"]["r_sigma_0.25"] < 1.0
     assert f"sigma = lambda/4 {ceil['mean']['r_sigma_0.25']:.3f}, sigma = lambda/2" in md
     assert res["runs"][0]["field"] == ("pseudo" if facts["components"] == 2 else "scalar")
+
+
+def _scaling_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "dime_scaling.py"
+    spec = importlib.util.spec_from_file_location("dime_scaling", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_scaling_study_trend_and_extrapolation_are_what_the_runs_say():
+    """scripts/dime_scaling.py: the log2 fit recovers a known line, the step count where it reaches a level is
+    2^((r - a) / b), a flat or falling curve never reaches it, and the page quotes the runs' own numbers."""
+    S = _scaling_script()
+    steps = [1000, 2000, 4000, 8000]
+    r = [0.6 + 0.05 * np.log2(s / 1000) for s in steps]
+    t = S.log_trend(steps, r)
+    assert t["b"] == pytest.approx(0.05, abs=1e-9) and t["a"] == pytest.approx(0.6 - 0.05 * np.log2(1000), abs=1e-9)
+    assert S.steps_to_reach(t, 0.8) == pytest.approx(16000, rel=1e-6)
+    assert S.steps_to_reach(S.log_trend([1000, 2000], [0.8, 0.79]), 0.95) == float("inf")
+    with pytest.raises(ValueError):
+        S.log_trend([4000, 4000], [0.7, 0.8])
+    runs = [{"steps": s, "fit_s": s / 4, "r": v, "r_pooled": v + 0.1, "MARE": 10.0, "r_body": 0.97,
+             "final_train_loss": 0.2, "final_val_loss": 0.21} for s, v in zip(steps, r)]
+    page = S.render({"runs": runs, "trend": t, "ceiling": {"r_sigma_0.125": 0.885}, "goal_r": 0.95,
+                     "steps_to_reach": {"goal": S.steps_to_reach(t, 0.95), "ceiling_lambda_8": 1e5}})
+    assert "| 8000 | 2000 | 0.750 |" in page and "0.050 of r per doubling" in page
+    assert f"{S.steps_to_reach(t, 0.95):,.0f} steps" in page
