@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 GOAL_R = 0.95
+N_TRAIN = 200   # the paper budget's training phantoms (the step series runs on these)
 WORK = Path("results/dime-scaling")
 OUT = Path("leaderboard/papers")
 
@@ -52,10 +53,19 @@ def steps_to_reach(trend: dict[str, float], r: float) -> float:
     return float(2 ** ((r - trend["a"]) / trend["b"]))
 
 
-def _sets(log):
-    from phantombench.papers.dime import BUDGETS, _datasets
+def _budget(n_train: int):
+    """The paper budget with ``n_train`` training phantoms (its own dataset; the test sets are the same)."""
+    from dataclasses import replace
 
-    return _datasets(BUDGETS["paper"], Path("data"), 2, log)
+    from phantombench.papers.dime import BUDGETS
+
+    return replace(BUDGETS["paper"], n_train=int(n_train))
+
+
+def _sets(n_train: int, log):
+    from phantombench.papers.dime import _datasets
+
+    return _datasets(_budget(n_train), Path("data"), 2, log)
 
 
 def _body_r(task, ds, cases) -> list[float]:
@@ -69,22 +79,29 @@ def _body_r(task, ds, cases) -> list[float]:
     return out
 
 
-def run_one(steps: int, seed: int, work: Path, log=print) -> dict[str, Any]:
-    """Train the paper budget's network for ``steps`` steps (seed ``seed``) and score it on the dime-liver test."""
+def run_name(n_train: int, steps: int, seed: int) -> str:
+    return f"n{n_train}_steps{steps}_seed{seed}"
+
+
+def run_one(steps: int, seed: int, work: Path, n_train: int = N_TRAIN, log=print) -> dict[str, Any]:
+    """Train the paper budget's network for ``steps`` steps (seed ``seed``) on ``n_train`` generated phantoms and
+    score it on the dime-liver test."""
     import torch
 
-    from phantombench.papers.dime import BUDGETS, Settings, _repeat
+    from phantombench.papers.dime import Settings, _repeat
     from phantombench.provenance import git_commit, hardware
     from phantombench.tasks import get_task
 
     torch.set_num_threads(1)
-    b, task, sets = BUDGETS["paper"], get_task("mre"), _sets(log)
-    st = Settings("paper", 1, b.width, steps, 1, "cpu", None, work / f"steps{steps}")
+    b, task, sets = _budget(n_train), get_task("mre"), _sets(n_train, log)
+    st = Settings("paper", 1, b.width, steps, 1, "cpu", None, work / run_name(n_train, steps, seed))
     st.work.mkdir(parents=True, exist_ok=True)
     run_, cases, history = _repeat(task, sets, seed, b, st, log)
     d = run_["test_dime"]
     last = history[-1] if history else {}
-    return {"steps": steps, "seed": seed, "fit_s": run_["fit_s"], "r": d["CC"], "r_pooled": d["pooled_CC"],
+    return {"steps": steps, "seed": seed, "n_train": n_train, "n_train_split": len(sets["train"].split("train")),
+            "n_val": len(sets["train"].split("val")),
+            "fit_s": run_["fit_s"], "r": d["CC"], "r_pooled": d["pooled_CC"],
             "MARE": d["MARE"], "r_per_case": d["per_case"]["CC"],
             "r_body": float(np.mean(_body_r(task, sets["test_dime"], cases["test_dime"]))),
             "r_mdev": run_["test_mdev"]["CC"], "best_val_loss": run_["best_val_loss"],
@@ -93,7 +110,7 @@ def run_one(steps: int, seed: int, work: Path, log=print) -> dict[str, Any]:
             "hardware": hardware(), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def _figure(runs: list[dict], trend: dict, ceiling: dict, path: Path) -> None:
+def _figure(runs: list[dict], trend: dict, ceiling: dict, path: Path, others: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,14 +118,16 @@ def _figure(runs: list[dict], trend: dict, ceiling: dict, path: Path) -> None:
 
     s = np.array([r["steps"] for r in runs], float)
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    ax.plot(s, [r["r"] for r in runs], "o", color="C0", label="CNN, per phantom (liver)")
+    ax.plot(s, [r["r"] for r in runs], "o", color="C0", label=f"CNN, {N_TRAIN} phantoms (r per phantom, liver)")
+    for k, o in enumerate(others):
+        ax.plot([o["steps"]], [o["r"]], "s", color="C2", label=f"CNN, {o['n_train']} phantoms" if k == 0 else None)
     xs = np.geomspace(s.min(), max(s.max(), steps_to_reach(trend, GOAL_R)) if math.isfinite(
         steps_to_reach(trend, GOAL_R)) else s.max() * 4, 50)
     ax.plot(xs, trend["a"] + trend["b"] * np.log2(xs), ":", color="C0", label="log-linear fit (extrapolated)")
     for f, ls in ((0.125, "--"), (0.25, "-.")):
         v = ceiling.get(f"r_sigma_{f:g}")
         if v is not None:
-            ax.axhline(v, color="grey", ls=ls, lw=1, label=f"truth blurred by lambda*{f:g}")
+            ax.axhline(v, color="grey", ls=ls, lw=1, label=f"truth blurred by lambda/{1 / f:g}")
     ax.axhline(GOAL_R, color="C3", lw=1, label="goal 0.95")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training steps (batch 8, 96-px patches)")
@@ -125,19 +144,50 @@ def _ceiling() -> dict[str, float]:
     p = OUT / "dime.json"
     if not p.exists():
         return {}
-    c = json.loads(p.read_text()).get("ceiling", {})
-    return {k: float(np.mean(v)) for k, v in c.items() if k.startswith("r_sigma_")}
+    c = json.loads(p.read_text()).get("ceiling", {}).get("mean", {})
+    return {k: float(v) for k, v in c.items() if k.startswith("r_sigma_")}
+
+
+def _seed_spread() -> dict[str, Any]:
+    """The reproduction's repeats (same data, same steps, seeds 0..2): how far one seed's r lies from another's."""
+    p = OUT / "dime.json"
+    if not p.exists():
+        return {}
+    res = json.loads(p.read_text())
+    r = [run["test_dime"]["CC"] for run in res.get("runs", [])]
+    return {"steps": res.get("steps"), "r": r, "std": float(np.std(r, ddof=1))} if len(r) > 1 else {}
+
+
+def _load(work: Path) -> list[dict[str, Any]]:
+    runs = [json.loads(p.read_text()) for p in work.glob("n*_steps*_seed*.json")]
+    return sorted(runs, key=lambda r: (r["n_train"], r["steps"]))
+
+
+def analyse(runs: list[dict[str, Any]], ceiling: dict[str, float]) -> dict[str, Any]:
+    """The trend over the step series on :data:`N_TRAIN` phantoms, the gain of its last doubling, the steps at
+    which each reaches the goal (and the lambda/8 ceiling), and the other training-set sizes at equal steps."""
+    series = [r for r in runs if r["n_train"] == N_TRAIN]
+    trend = log_trend([r["steps"] for r in series], [r["r"] for r in series])
+    last = {"a": 0.0, "b": 0.0}
+    if len(series) >= 2 and series[-1]["steps"] == 2 * series[-2]["steps"]:
+        b = series[-1]["r"] - series[-2]["r"]
+        last = {"b": b, "a": series[-1]["r"] - b * math.log2(series[-1]["steps"])}
+    reach = {"goal_fit": steps_to_reach(trend, GOAL_R), "goal_last": steps_to_reach(last, GOAL_R)}
+    if "r_sigma_0.125" in ceiling:
+        reach["ceiling_fit"] = steps_to_reach(trend, ceiling["r_sigma_0.125"])
+    by_steps = {r["steps"]: r for r in series}
+    data = [{"n_train": r["n_train"], "steps": r["steps"], "r": r["r"], "r_base": by_steps[r["steps"]]["r"]}
+            for r in runs if r["n_train"] != N_TRAIN and r["steps"] in by_steps]
+    return {"trend": trend, "last_doubling": last, "steps_to_reach": reach, "data": data}
 
 
 def report(work: Path, out: Path) -> Path:
-    runs = sorted((json.loads(p.read_text()) for p in work.glob("steps*_seed*.json")), key=lambda r: r["steps"])
-    trend, ceiling = log_trend([r["steps"] for r in runs], [r["r"] for r in runs]), _ceiling()
-    reach = {"goal": steps_to_reach(trend, GOAL_R)}
-    if "r_sigma_0.125" in ceiling:
-        reach["ceiling_lambda_8"] = steps_to_reach(trend, ceiling["r_sigma_0.125"])
-    res = {"runs": runs, "trend": trend, "ceiling": ceiling, "steps_to_reach": reach, "goal_r": GOAL_R}
+    runs, ceiling = _load(work), _ceiling()
+    res = {"runs": runs, **analyse(runs, ceiling), "ceiling": ceiling, "goal_r": GOAL_R, "n_train": N_TRAIN,
+           "seed_spread": _seed_spread()}
     (out / "dime_scaling.json").write_text(json.dumps(res, indent=1) + "\n")
-    _figure(runs, trend, ceiling, out / "dime_scaling.png")
+    _figure([r for r in runs if r["n_train"] == N_TRAIN], res["trend"], ceiling, out / "dime_scaling.png",
+            [r for r in runs if r["n_train"] != N_TRAIN])
     md = out / "dime_scaling.md"
     md.write_text(render(res))
     return md
@@ -147,28 +197,46 @@ def _fmt_steps(x: float) -> str:
     return "never (no growth)" if not math.isfinite(x) else f"{x:,.0f}"
 
 
-def render(res: dict[str, Any]) -> str:
-    runs, t = res["runs"], res["trend"]
-    lines = ["# DIME-style CNN: r against training steps", "",
-             "`scripts/dime_scaling.py` (generated; do not edit by hand). Same network (width 16, depth 4), same "
-             "data (200 dime-liver training phantoms: 160 train, 20 val), seed 0; each step count is its own "
-             "one-cycle schedule. Scored on the 16 held-out dime-liver phantoms of `reproduce dime --budget paper`.",
-             "", "| steps | training s (1 CPU core) | r per phantom (liver) | r pooled | MARE % | r per phantom "
-             "(whole body, context) | final train / val loss |", "|---|---|---|---|---|---|---|"]
+def _table(runs: list[dict[str, Any]]) -> list[str]:
+    out = ["| training phantoms (train / val) | steps | training s (1 CPU core) | r per phantom (liver) | r pooled | "
+           "MARE % | r per phantom (whole body, context) | final train / val loss |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         loss = (f"{r['final_train_loss']:.3f} / {r['final_val_loss']:.3f}"
                 if r.get("final_train_loss") is not None else "n/a")
-        lines.append(f"| {r['steps']} | {r['fit_s']:.0f} | {r['r']:.3f} | {r['r_pooled']:.3f} | {r['MARE']:.1f} | "
-                     f"{r['r_body']:.3f} | {loss} |")
-    c, reach = res["ceiling"], res["steps_to_reach"]
-    lines += ["", f"Fit r = {t['a']:.3f} + {t['b']:.3f} log2(steps) (residual std {t['resid_std']:.3f}): "
-              f"{t['b']:.3f} of r per doubling of the steps. If that line held, r would reach the goal "
-              f"{res['goal_r']} at {_fmt_steps(reach['goal'])} steps"]
-    if "ceiling_lambda_8" in reach:
+        out.append(f"| {r['n_train']} ({r['n_train_split']} / {r['n_val']}) | {r['steps']} | {r['fit_s']:.0f} "
+                   f"| {r['r']:.3f} | {r['r_pooled']:.3f} | {r['MARE']:.1f} | {r['r_body']:.3f} | {loss} |")
+    return out
+
+
+def render(res: dict[str, Any]) -> str:
+    t, last, reach, c = res["trend"], res["last_doubling"], res["steps_to_reach"], res["ceiling"]
+    lines = ["# DIME-style CNN: r against training steps and data", "",
+             "`scripts/dime_scaling.py` (generated; do not edit by hand). Same network (width 16, depth 4, batch 8 of "
+             "96-pixel patches), seed 0; each run its own one-cycle schedule. Step series on the paper budget's "
+             f"{res['n_train']} dime-liver training phantoms (seed 1001); scored on the 16 held-out dime-liver "
+             "phantoms of `reproduce dime --budget paper` (|G*| over the liver, r per phantom then the mean, as there).",
+             "", *_table(res["runs"]), "",
+             f"Fit over the step series: r = {t['a']:.3f} + {t['b']:.3f} log2(steps) (residual std "
+             f"{t['resid_std']:.3f}). If that line held, r would reach the goal {res['goal_r']} at "
+             f"{_fmt_steps(reach['goal_fit'])} steps"]
+    if "ceiling_fit" in reach:
         lines[-1] += (f" and the truth blurred by lambda/8 (r {c['r_sigma_0.125']:.3f}, measured in `dime.md`) at "
-                      f"{_fmt_steps(reach['ceiling_lambda_8'])} steps")
-    lines[-1] += (". A log-linear line is an extrapolation, not a measurement: learning curves bend down as they "
-                  "near what the data can carry.")
+                      f"{_fmt_steps(reach['ceiling_fit'])} steps")
+    lines[-1] += "."
+    if last["b"]:
+        lines += ["", f"The last doubling gained {last['b']:.3f} of r (the fit's slope: {t['b']:.3f}); at that rate the "
+                  f"goal is {_fmt_steps(reach['goal_last'])} steps away. Both are extrapolations, not measurements: "
+                  "a learning curve bends down as it nears what its data carry; where the final validation loss "
+                  "pulls away from the training loss, the network is fitting its training phantoms rather than the "
+                  "physics, and more phantoms, not more steps, is the lever."]
+    for d in res["data"]:
+        lines += ["", f"Data at equal steps ({d['steps']}): {d['n_train']} training phantoms give r {d['r']:.3f} "
+                  f"against {d['r_base']:.3f} with {res['n_train']}."]
+    sp = res.get("seed_spread") or {}
+    if sp:
+        lines += ["", f"Seed noise: the reproduction's {len(sp['r'])} repeats at {sp['steps']} steps (same data, seeds "
+                  f"0..{len(sp['r']) - 1}) give r {' / '.join(f'{x:.3f}' for x in sp['r'])} (std {sp['std']:.3f}); "
+                  "one seed per run here, so differences of that size between two runs are noise."]
     lines += ["", "![r against steps](dime_scaling.png)", ""]
     return "\n".join(lines)
 
@@ -177,17 +245,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", default="", help="comma-separated step counts to train (skipped when done)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int, default=N_TRAIN, help="generated training phantoms (80 %% train)")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--report", action="store_true", help="aggregate the finished runs into dime_scaling.md")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     for s in (int(x) for x in a.steps.split(",") if x.strip()):
-        path = a.work / f"steps{s}_seed{a.seed}.json"
+        path = a.work / f"{run_name(a.n_train, s, a.seed)}.json"
         if path.exists():
             print(f"done already: {path}")
             continue
-        res = run_one(s, a.seed, a.work)
+        res = run_one(s, a.seed, a.work, a.n_train)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=1) + "\n")
         tmp.replace(path)

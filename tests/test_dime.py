@@ -198,9 +198,13 @@ def test_scaling_study_trend_and_extrapolation_are_what_the_runs_say():
     assert S.steps_to_reach(S.log_trend([1000, 2000], [0.8, 0.79]), 0.95) == float("inf")
     with pytest.raises(ValueError):
         S.log_trend([4000, 4000], [0.7, 0.8])
-    runs = [{"steps": s, "fit_s": s / 4, "r": v, "r_pooled": v + 0.1, "MARE": 10.0, "r_body": 0.97,
-             "final_train_loss": 0.2, "final_val_loss": 0.21} for s, v in zip(steps, r)]
-    page = S.render({"runs": runs, "trend": t, "ceiling": {"r_sigma_0.125": 0.885}, "goal_r": 0.95,
-                     "steps_to_reach": {"goal": S.steps_to_reach(t, 0.95), "ceiling_lambda_8": 1e5}})
-    assert "| 8000 | 2000 | 0.750 |" in page and "0.050 of r per doubling" in page
-    assert f"{S.steps_to_reach(t, 0.95):,.0f} steps" in page
+    runs = [{"n_train": 200, "n_train_split": 160, "n_val": 20, "steps": s, "fit_s": s / 4, "r": v,
+             "r_pooled": v + 0.1, "MARE": 10.0, "r_body": 0.97, "final_train_loss": 0.2, "final_val_loss": 0.21}
+            for s, v in zip(steps, r)]
+    runs.append({**runs[-1], "n_train": 400, "n_train_split": 320, "n_val": 40, "r": 0.9})
+    res = S.analyse(runs, {"r_sigma_0.125": 0.885})
+    assert res["last_doubling"]["b"] == pytest.approx(0.05) and res["data"] == [
+        {"n_train": 400, "steps": 8000, "r": 0.9, "r_base": pytest.approx(0.75)}]
+    page = S.render({"runs": runs, **res, "ceiling": {"r_sigma_0.125": 0.885}, "goal_r": 0.95, "n_train": 200})
+    assert "| 200 (160 / 20) | 8000 | 2000 | 0.750 |" in page and "0.050 log2(steps)" in page
+    assert f"{S.steps_to_reach(t, 0.95):,.0f} steps" in page and "400 training phantoms give r 0.900 against 0.750" in page
