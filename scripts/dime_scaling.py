@@ -251,7 +251,13 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="aggregate the finished runs into dime_scaling.md")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    for s in (int(x) for x in a.steps.split(",") if x.strip()):
+    try:
+        steps = [int(x) for x in a.steps.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--steps takes whole numbers separated by commas, not {a.steps!r}")
+    if any(x < 1 for x in steps):
+        ap.error("--steps must be positive")
+    for s in steps:
         path = a.work / f"{run_name(a.n_train, s, a.seed)}.json"
         if path.exists():
             print(f"done already: {path}")
@@ -262,7 +268,10 @@ def main() -> None:
         tmp.replace(path)
         print(f"steps {s}: r {res['r']:.3f} (liver, per phantom), fit {res['fit_s']:.0f} s -> {path}")
     if a.report:
-        print(report(a.work, a.out))
+        try:
+            print(report(a.work, a.out))
+        except ValueError as e:   # fewer than two step counts finished: nothing is written
+            ap.error(f"no report from {a.work}: {e}")
 
 
 if __name__ == "__main__":

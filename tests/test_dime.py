@@ -208,3 +208,18 @@ def test_scaling_study_trend_and_extrapolation_are_what_the_runs_say():
     page = S.render({"runs": runs, **res, "ceiling": {"r_sigma_0.125": 0.885}, "goal_r": 0.95, "n_train": 200})
     assert "| 200 (160 / 20) | 8000 | 2000 | 0.750 |" in page and "0.050 log2(steps)" in page
     assert f"{S.steps_to_reach(t, 0.95):,.0f} steps" in page and "400 training phantoms give r 0.900 against 0.750" in page
+
+
+def test_scaling_study_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """Malformed --steps, or a report with fewer than two finished runs: exit 2, one message, no report files."""
+    S = _scaling_script()
+    out = tmp_path / "out"
+    out.mkdir()
+    for argv in (["--steps", "1k,2"], ["--steps", "0"], ["--report", "--work", str(tmp_path / "w")]):
+        monkeypatch.setattr("sys.argv", ["dime_scaling.py", "--out", str(out), *argv])
+        with pytest.raises(SystemExit) as e:
+            S.main()
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "error:" in err and ("--steps" in err or "two or more step counts" in err)
+    assert list(out.iterdir()) == []
