@@ -14,12 +14,18 @@ between fat, muscle, liver and bone dominates.
     .venv/bin/python scripts/dime_scaling.py --steps 1000,2000,4000,8000    # one lane (runs are independent)
     .venv/bin/python scripts/dime_scaling.py --steps 16000                  # another lane, another core
     .venv/bin/python scripts/dime_scaling.py --n-train 400 --steps 16000    # more phantoms at equal steps
+    .venv/bin/python scripts/dime_scaling.py --n-train 400 --steps 16000 --seed 1   # a repeat with another seed
+    .venv/bin/python scripts/dime_scaling.py --attribute                    # where the best run loses its r
     .venv/bin/python scripts/dime_scaling.py --report                       # dime_scaling.{md,json,png}
 
 Each run writes ``<work>/n<phantoms>_steps<N>_seed<s>.json`` when it ends and is skipped when that file exists; a
 stopped run resumes from its checkpoint. The report fits r = a + b log2(steps) over the 200-phantom series, gives
 the gain of its last doubling, and says at how many steps each would reach the goal (0.95) and the measured
-resolution ceiling (r of the truth blurred by lambda/8): extrapolations, stated as such.
+resolution ceiling (r of the truth blurred by lambda/8): extrapolations, stated as such. Runs with other seeds
+are repeats (their spread is the seed noise at that set-up); the series and the comparisons use seed 0.
+``--attribute`` asks where the best run's r goes: r again with its values replaced by the truth in the lesions,
+the vessels or the liver's boundary band, and each lesion's contrast recovery against its diameter in its own
+shear wavelength (``<work>/<run>_attribution.json``; the report adds it and ``dime_lesions.png``).
 """
 
 from __future__ import annotations
@@ -113,6 +119,94 @@ def run_one(steps: int, seed: int, work: Path, n_train: int = N_TRAIN, log=print
             "hardware": hardware(), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+RIM_PX = 3                                   # the liver's boundary band for the attribution, in pixels
+D_LAMBDA_BINS = (0.0, 0.25, 0.5, math.inf)   # lesion size bins, equivalent diameter in its own shear wavelengths
+
+
+def where_r_is_lost(pred: np.ndarray, truth: np.ndarray, labels: np.ndarray, liver: np.ndarray,
+                    lam_px: np.ndarray, rim_px: int = RIM_PX) -> dict[str, Any]:
+    """Where one phantom's per-phantom r (over ``liver``) is lost: r again with the prediction replaced by the
+    truth in the lesions, in the hepatic vessels, and in a band ``rim_px`` wide inside the liver's boundary (the
+    closer one gets to 1, the more of 1 - r that region holds); and per lesion (connected component) its
+    equivalent-circle diameter over its own shear wavelength ``lam_px`` (median over the lesion) and its
+    contrast recovery (pred lesion - pred parenchyma) / (true lesion - true parenchyma), medians."""
+    from scipy import ndimage
+
+    from phantombench import metrics as M
+    from phantombench.meshes.abdomen import HEPATIC_VESSEL, LESION
+
+    les, ves = liver & (labels == LESION), liver & (labels == HEPATIC_VESSEL)
+    par = liver & ~les & ~ves
+    rim = liver & ~ndimage.binary_erosion(liver, iterations=rim_px)
+
+    def r_with_truth(region):
+        return M.pearson(np.where(region, truth, pred), truth, liver)
+
+    out: dict[str, Any] = {"r": M.pearson(pred, truth, liver), "r_true_lesions": r_with_truth(les),
+                           "r_true_vessels": r_with_truth(ves), "r_true_rim": r_with_truth(rim),
+                           "r_true_lesions_vessels": r_with_truth(les | ves), "lesions": []}
+    if not par.any():
+        return out
+    p0, t0 = float(np.median(pred[par])), float(np.median(truth[par]))
+    comp, n = ndimage.label(les)
+    for k in range(1, n + 1):
+        c = comp == k
+        tl, pl = float(np.median(truth[c])), float(np.median(pred[c]))
+        d = 2.0 * math.sqrt(c.sum() / math.pi)
+        out["lesions"].append({"area_px": int(c.sum()), "d_over_lambda": d / float(np.median(lam_px[c])),
+                               "g_true": tl, "g_pred": pl,
+                               "recovery": (pl - p0) / (tl - t0) if abs(tl - t0) > 1e-9 else float("nan")})
+    return out
+
+
+def recovery_by_size(lesions: list[dict[str, Any]], bins=D_LAMBDA_BINS) -> list[dict[str, Any]]:
+    """Lesions grouped by diameter / wavelength: count, median and lowest contrast recovery per bin."""
+    out = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        rec = [x["recovery"] for x in lesions if lo <= x["d_over_lambda"] < hi and math.isfinite(x["recovery"])]
+        out.append({"lo": lo, "hi": hi, "n": len(rec), "median_recovery": float(np.median(rec)) if rec else None,
+                    "min_recovery": float(np.min(rec)) if rec else None})
+    return out
+
+
+def attribute(work: Path, run: dict[str, Any], log=print) -> Path:
+    """:func:`where_r_is_lost` for a finished run's saved weights on the 16 test phantoms; writes
+    ``<work>/<run>_attribution.json`` (atomically) and returns its path."""
+    from phantombench.papers.dime import wavelength_px
+    from phantombench.solvers.dime import DIME
+    from phantombench.tasks import get_task
+
+    name = run_name(run["n_train"], run["steps"], run["seed"])
+    weights = work / name / f"weights_seed{run['seed']}.pt"
+    if not weights.exists():
+        raise ValueError(f"no weights for {name} ({weights})")
+    task, ds = get_task("mre"), _sets(run["n_train"], log)["test_dime"]
+    cnn = DIME(task, params={"weights": str(weights), "threads": 1})
+    cfg = ds.manifest["config"]
+    per = []
+    for i in range(len(ds)):
+        s = ds[i]
+        freqs = np.asarray(s["frequencies"], float)
+        j = int(np.argmin(np.abs(freqs - 60.0)))
+        g, phi = np.asarray(s["g_abs"][j], float), np.asarray(s["phase_angle"][j], float)
+        liver = np.asarray(s["liver_mask"], bool) & np.asarray(s["mask"], bool)
+        lam = wavelength_px(g, phi, freqs[j], float(cfg["rho"]), float(cfg["pixel_size"]))
+        pred = cnn.solve(task.observation(ds, i))["abs_G"]
+        per.append({"phantom": i, **where_r_is_lost(pred, g, np.asarray(s["labels"]), liver, lam)})
+    keys = ("r", "r_true_lesions", "r_true_vessels", "r_true_rim", "r_true_lesions_vessels")
+    lesions = [{"phantom": p["phantom"], **x} for p in per for x in p["lesions"]]
+    res = {"run": name, "r_step": run["steps"], "n_train": run["n_train"], "rim_px": RIM_PX,
+           "mean": {k: float(np.mean([p[k] for p in per])) for k in keys},
+           "with_lesions": sum(bool(p["lesions"]) for p in per), "n": len(per),
+           "by_size": recovery_by_size(lesions), "lesions": lesions,
+           "per_phantom": [{k: p[k] for k in ("phantom", *keys)} for p in per]}
+    path = work / f"{name}_attribution.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def _figure(runs: list[dict], trend: dict, ceiling: dict, path: Path, others: list[dict] = ()) -> None:
     import matplotlib
 
@@ -162,14 +256,16 @@ def _seed_spread() -> dict[str, Any]:
 
 
 def _load(work: Path) -> list[dict[str, Any]]:
-    runs = [json.loads(p.read_text()) for p in work.glob("n*_steps*_seed*.json")]
-    return sorted(runs, key=lambda r: (r["n_train"], r["steps"]))
+    runs = [json.loads(p.read_text()) for p in work.glob("n*_steps*_seed*.json")
+            if not p.stem.endswith("_attribution")]
+    return sorted(runs, key=lambda r: (r["n_train"], r["steps"], r.get("seed", 0)))
 
 
 def analyse(runs: list[dict[str, Any]], ceiling: dict[str, float]) -> dict[str, Any]:
     """The trend over the step series on :data:`N_TRAIN` phantoms, the gain of its last doubling, the steps at
     which each reaches the goal (and the lambda/8 ceiling), and the other training-set sizes at equal steps."""
-    series = [r for r in runs if r["n_train"] == N_TRAIN]
+    first = [r for r in runs if r.get("seed", 0) == 0]   # the series and comparisons use seed 0; repeats below
+    series = [r for r in first if r["n_train"] == N_TRAIN]
     trend = log_trend([r["steps"] for r in series], [r["r"] for r in series])
     last = {"a": 0.0, "b": 0.0}
     if len(series) >= 2 and series[-1]["steps"] == 2 * series[-2]["steps"]:
@@ -180,14 +276,59 @@ def analyse(runs: list[dict[str, Any]], ceiling: dict[str, float]) -> dict[str, 
         reach["ceiling_fit"] = steps_to_reach(trend, ceiling["r_sigma_0.125"])
     by_steps = {r["steps"]: r for r in series}
     data = [{"n_train": r["n_train"], "steps": r["steps"], "r": r["r"], "r_base": by_steps[r["steps"]]["r"]}
-            for r in runs if r["n_train"] != N_TRAIN and r["steps"] in by_steps]
-    return {"trend": trend, "last_doubling": last, "steps_to_reach": reach, "data": data}
+            for r in first if r["n_train"] != N_TRAIN and r["steps"] in by_steps]
+    return {"trend": trend, "last_doubling": last, "steps_to_reach": reach, "data": data, "repeats": repeats(runs)}
+
+
+def repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set-ups (training phantoms, steps) run with more than one seed: the seeds, their r, mean and spread."""
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["n_train"], r["steps"]), []).append(r)
+    out = []
+    for (n, st), rs in sorted(groups.items()):
+        if len(rs) > 1:
+            v = [x["r"] for x in rs]
+            out.append({"n_train": n, "steps": st, "seeds": [x.get("seed", 0) for x in rs], "r": v,
+                        "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))})
+    return out
+
+
+def _best_attribution(work: Path) -> dict[str, Any] | None:
+    """The attribution of the best-scoring run that has one (``--attribute`` writes them)."""
+    found = [json.loads(p.read_text()) for p in work.glob("n*_steps*_seed*_attribution.json")]
+    return max(found, key=lambda a: a["mean"]["r"]) if found else None
+
+
+def _lesion_figure(att: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    les = [x for x in att["lesions"] if math.isfinite(x["recovery"])]
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    sc = ax.scatter([x["d_over_lambda"] for x in les], [x["recovery"] for x in les],
+                    c=[x["g_true"] / 1e3 for x in les], cmap="viridis", s=22)
+    fig.colorbar(sc, ax=ax, label="true lesion |G*| [kPa]")
+    ax.axhline(1.0, color="grey", lw=1)
+    for b in D_LAMBDA_BINS[1:-1]:
+        ax.axvline(b, color="grey", ls=":", lw=1)
+    ax.set_xlabel("lesion diameter / its shear wavelength at 60 Hz")
+    ax.set_ylabel("contrast recovery (1 = exact)")
+    ax.set_title(f"{att['run']}: {len(les)} lesions, 16 test phantoms", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def report(work: Path, out: Path) -> Path:
     runs, ceiling = _load(work), _ceiling()
     res = {"runs": runs, **analyse(runs, ceiling), "ceiling": ceiling, "goal_r": GOAL_R, "n_train": N_TRAIN,
-           "seed_spread": _seed_spread()}
+           "seed_spread": _seed_spread(), "attribution": _best_attribution(work)}
+    if res["attribution"]:
+        _lesion_figure(res["attribution"], out / "dime_lesions.png")
     (out / "dime_scaling.json").write_text(json.dumps(res, indent=1) + "\n")
     _figure([r for r in runs if r["n_train"] == N_TRAIN], res["trend"], ceiling, out / "dime_scaling.png",
             [r for r in runs if r["n_train"] != N_TRAIN])
@@ -201,12 +342,14 @@ def _fmt_steps(x: float) -> str:
 
 
 def _table(runs: list[dict[str, Any]]) -> list[str]:
-    out = ["| training phantoms (train / val) | steps | training s (1 CPU core) | r per phantom (liver) | r pooled | "
-           "MARE % | r per phantom (whole body, context) | final train / val loss |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| training phantoms (train / val) | steps | seed | training s (1 CPU core) | r per phantom (liver) | "
+           "r pooled | MARE % | r per phantom (whole body, context) | final train / val loss |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         loss = (f"{r['final_train_loss']:.3f} / {r['final_val_loss']:.3f}"
                 if r.get("final_train_loss") is not None else "n/a")
-        out.append(f"| {r['n_train']} ({r['n_train_split']} / {r['n_val']}) | {r['steps']} | {r['fit_s']:.0f} "
+        out.append(f"| {r['n_train']} ({r['n_train_split']} / {r['n_val']}) | {r['steps']} | {r.get('seed', 0)} "
+                   f"| {r['fit_s']:.0f} "
                    f"| {r['r']:.3f} | {r['r_pooled']:.3f} | {r['MARE']:.1f} | {r['r_body']:.3f} | {loss} |")
     return out
 
@@ -235,13 +378,43 @@ def render(res: dict[str, Any]) -> str:
     for d in res["data"]:
         lines += ["", f"Data at equal steps ({d['steps']}): {d['n_train']} training phantoms give r {d['r']:.3f} "
                   f"against {d['r_base']:.3f} with {res['n_train']}."]
+    for g in res.get("repeats", []):
+        lines += ["", f"Seeds at equal set-up ({g['n_train']} phantoms, {g['steps']} steps): seeds "
+                  f"{', '.join(map(str, g['seeds']))} give r {' / '.join(f'{x:.3f}' for x in g['r'])} (mean "
+                  f"{g['mean']:.3f}, std {g['std']:.3f})."]
     sp = res.get("seed_spread") or {}
     if sp:
         lines += ["", f"Seed noise: the reproduction's {len(sp['r'])} repeats at {sp['steps']} steps (same data, seeds "
                   f"0..{len(sp['r']) - 1}) give r {' / '.join(f'{x:.3f}' for x in sp['r'])} (std {sp['std']:.3f}); "
                   "one seed per run here, so differences of that size between two runs are noise."]
     lines += ["", "![r against steps](dime_scaling.png)", ""]
+    if res.get("attribution"):
+        lines += _attribution_lines(res["attribution"])
     return "\n".join(lines)
+
+
+def _attribution_lines(a: dict[str, Any]) -> list[str]:
+    m = a["mean"]
+    lines = [f"## Where the r is lost ({a['run']}, the best run)", "",
+             f"The CNN's |G*| replaced by the truth in one region at a time; r per phantom over the liver, mean over "
+             f"the {a['n']} test phantoms ({a['with_lesions']} of them have lesions). The closer a row gets to 1, the "
+             "more of the missing r that region holds.", "",
+             "| CNN's values replaced by the truth in | r per phantom |", "|---|---|",
+             f"| nothing (the run) | {m['r']:.3f} |", f"| the lesions | {m['r_true_lesions']:.3f} |",
+             f"| the hepatic vessels | {m['r_true_vessels']:.3f} |",
+             f"| lesions and vessels | {m['r_true_lesions_vessels']:.3f} |",
+             f"| a {a['rim_px']}-pixel band inside the liver's boundary | {m['r_true_rim']:.3f} |", "",
+             "Contrast recovery of each lesion, (CNN lesion - CNN parenchyma) / (true lesion - true parenchyma), "
+             "medians over the lesion and the parenchyma, by the lesion's equivalent-circle diameter d over its own "
+             "shear wavelength lambda at 60 Hz:", "",
+             "| d / lambda | lesions | median contrast recovery | lowest |", "|---|---|---|---|"]
+    for b in a["by_size"]:
+        rng = f"< {b['hi']:g}" if b["lo"] == 0 else (f">= {b['lo']:g}" if not math.isfinite(b["hi"])
+                                                     else f"{b['lo']:g} - {b['hi']:g}")
+        rec = (f"{b['median_recovery']:.2f} | {b['min_recovery']:.2f}" if b["median_recovery"] is not None
+               else "n/a | n/a")
+        lines.append(f"| {rng} | {b['n']} | {rec} |")
+    return lines + ["", "![contrast recovery against lesion size](dime_lesions.png)", ""]
 
 
 def main() -> None:
@@ -251,6 +424,9 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=N_TRAIN, help="generated training phantoms (80 %% train)")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--attribute", action="store_true",
+                    help="where the best finished run (highest r, weights kept) loses its r: lesions, vessels, "
+                         "boundary, and contrast recovery by lesion size (a minute of CPU)")
     ap.add_argument("--report", action="store_true", help="aggregate the finished runs into dime_scaling.md")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -270,6 +446,12 @@ def main() -> None:
         tmp.write_text(json.dumps(res, indent=1) + "\n")
         tmp.replace(path)
         print(f"steps {s}: r {res['r']:.3f} (liver, per phantom), fit {res['fit_s']:.0f} s -> {path}")
+    if a.attribute:
+        runs = [r for r in _load(a.work) if (a.work / run_name(r["n_train"], r["steps"], r["seed"])
+                                              / f"weights_seed{r['seed']}.pt").exists()]
+        if not runs:
+            ap.error(f"--attribute: no finished run with its weights in {a.work}")
+        print(f"attribution -> {attribute(a.work, max(runs, key=lambda r: r['r']))}")
     if a.report:
         try:
             print(report(a.work, a.out))

@@ -202,12 +202,16 @@ def test_scaling_study_trend_and_extrapolation_are_what_the_runs_say():
              "r_pooled": v + 0.1, "MARE": 10.0, "r_body": 0.97, "final_train_loss": 0.2, "final_val_loss": 0.21}
             for s, v in zip(steps, r)]
     runs.append({**runs[-1], "n_train": 400, "n_train_split": 320, "n_val": 40, "r": 0.9})
+    runs.append({**runs[-1], "seed": 1, "r": 0.88})     # a second seed: a repeat, not a point of the comparison
     res = S.analyse(runs, {"r_sigma_0.125": 0.885})
     assert res["last_doubling"]["b"] == pytest.approx(0.05) and res["data"] == [
         {"n_train": 400, "steps": 8000, "r": 0.9, "r_base": pytest.approx(0.75)}]
+    (rep,) = res["repeats"]
+    assert rep["seeds"] == [0, 1] and rep["mean"] == pytest.approx(0.89) and rep["std"] == pytest.approx(0.02 / 2 ** 0.5)
     page = S.render({"runs": runs, **res, "ceiling": {"r_sigma_0.125": 0.885}, "goal_r": 0.95, "n_train": 200})
-    assert "| 200 (160 / 20) | 8000 | 2000 | 0.750 |" in page and "0.050 log2(steps)" in page
+    assert "| 200 (160 / 20) | 8000 | 0 | 2000 | 0.750 |" in page and "0.050 log2(steps)" in page
     assert f"{S.steps_to_reach(t, 0.95):,.0f} steps" in page and "400 training phantoms give r 0.900 against 0.750" in page
+    assert "seeds 0, 1 give r 0.900 / 0.880 (mean 0.890, std 0.014)" in page
 
 
 def test_scaling_study_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
@@ -223,3 +227,31 @@ def test_scaling_study_bad_input_is_one_line_and_writes_nothing(tmp_path, monkey
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert "error:" in err and ("--steps" in err or "two or more step counts" in err)
     assert list(out.iterdir()) == []
+
+
+def test_scaling_study_attribution_finds_the_region_that_holds_the_error():
+    """where_r_is_lost: a prediction wrong only in a lesion (half its contrast) and in a vessel (not seen) is
+    exact once both are replaced by the truth, not before; the lesion's recovery is 0.5 and its diameter is
+    measured in its own wavelength; recovery_by_size puts it in its bin."""
+    from phantombench.meshes.abdomen import HEPATIC_VESSEL, LESION
+
+    S = _scaling_script()
+    yy, xx = np.mgrid[:96, :96]
+    liver = (yy - 48) ** 2 + (xx - 48) ** 2 < 40 ** 2
+    labels = np.zeros((96, 96), int)
+    lesion = (yy - 40) ** 2 + (xx - 56) ** 2 < 8 ** 2
+    labels[lesion] = LESION
+    labels[60:63, 20:50] = HEPATIC_VESSEL
+    truth = np.where(lesion, 10e3, np.where(labels == HEPATIC_VESSEL, 6e3, 2e3)) + 50.0 * np.sin(xx / 7.0)
+    pred = np.where(lesion, truth - 4e3, np.where(labels == HEPATIC_VESSEL, truth - 4e3, truth))
+    lam = np.full((96, 96), 40.0)
+    a = S.where_r_is_lost(pred, truth, labels, liver, lam)
+    assert a["r"] < 0.98 and a["r_true_lesions"] < 0.999 and a["r_true_vessels"] < 0.999
+    assert a["r_true_lesions_vessels"] == pytest.approx(1.0, abs=1e-12)
+    assert a["r_true_rim"] == pytest.approx(a["r"], abs=1e-3)        # the error is inside, not at the boundary
+    (les,) = a["lesions"]
+    assert les["area_px"] == int(lesion.sum()) and les["recovery"] == pytest.approx(0.5, abs=0.02)
+    assert les["d_over_lambda"] == pytest.approx(2 * np.sqrt(lesion.sum() / np.pi) / 40.0, rel=1e-9)
+    bins = S.recovery_by_size(a["lesions"] + [{"d_over_lambda": 0.7, "recovery": 0.9}])
+    assert [b["n"] for b in bins] == [0, 1, 1] and bins[1]["median_recovery"] == pytest.approx(0.5, abs=0.02)
+    assert bins[0]["median_recovery"] is None and bins[2]["min_recovery"] == 0.9
