@@ -162,7 +162,8 @@ def why(res: dict[str, Any], params: int) -> list[str]:
     where = "one shared CPU core" if str(hw["device"]).startswith("cpu") else f"one GPU ({hw.get('gpu')})"
     lines = [f"compute: the network here has {params / 1e6:.1f} M parameters and trains for "
              f"{_pm(res['fit_s'], '{:.0f}')} s per repeat on {where} (loss curves: `dime_training.png`; r against the "
-             f"number of training steps: `dime_scaling.md`, made by `scripts/dime_scaling.py`);",
+             f"number of training steps and phantoms, and where the best run loses its r (lesions, vessels, "
+             f"contrast recovery by lesion size): `dime_scaling.md`, made by `scripts/dime_scaling.py`);",
              _data_line(res)]
     field = res["runs"][0].get("field")
     if field:
