@@ -358,7 +358,8 @@ def render(res: dict[str, Any]) -> str:
     t, last, reach, c = res["trend"], res["last_doubling"], res["steps_to_reach"], res["ceiling"]
     lines = ["# DIME-style CNN: r against training steps and data", "",
              "`scripts/dime_scaling.py` (generated; do not edit by hand). Same network (width 16, depth 4, batch 8 of "
-             "96-pixel patches), seed 0; each run its own one-cycle schedule. Step series on the paper budget's "
+             "96-pixel patches), seed 0 unless the table says otherwise; each run its own one-cycle schedule. "
+             "Step series on the paper budget's "
              f"{res['n_train']} dime-liver training phantoms (seed 1001); scored on the 16 held-out dime-liver "
              "phantoms of `reproduce dime --budget paper` (|G*| over the liver, r per phantom then the mean, as there).",
              "", *_table(res["runs"]), "",
@@ -386,7 +387,7 @@ def render(res: dict[str, Any]) -> str:
     if sp:
         lines += ["", f"Seed noise: the reproduction's {len(sp['r'])} repeats at {sp['steps']} steps (same data, seeds "
                   f"0..{len(sp['r']) - 1}) give r {' / '.join(f'{x:.3f}' for x in sp['r'])} (std {sp['std']:.3f}); "
-                  "one seed per run here, so differences of that size between two runs are noise."]
+                  "most set-ups here ran one seed, so differences of that size between two of them can be noise."]
     lines += ["", "![r against steps](dime_scaling.png)", ""]
     if res.get("attribution"):
         lines += _attribution_lines(res["attribution"])
