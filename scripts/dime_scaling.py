@@ -216,8 +216,11 @@ def _figure(runs: list[dict], trend: dict, ceiling: dict, path: Path, others: li
     s = np.array([r["steps"] for r in runs], float)
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     ax.plot(s, [r["r"] for r in runs], "o", color="C0", label=f"CNN, {N_TRAIN} phantoms (r per phantom, liver)")
-    for k, o in enumerate(others):
-        ax.plot([o["steps"]], [o["r"]], "s", color="C2", label=f"CNN, {o['n_train']} phantoms" if k == 0 else None)
+    sizes = sorted({o["n_train"] for o in others})
+    for k, n in enumerate(sizes):   # one colour and marker per training-set size, every seed shown
+        pts = [o for o in others if o["n_train"] == n]
+        ax.plot([o["steps"] for o in pts], [o["r"] for o in pts], "s^Dv"[k % 4], color=f"C{2 + k}", ls="none",
+                label=f"CNN, {n} phantoms")
     reach = steps_to_reach(trend, GOAL_R)   # the line is drawn to the goal, at most two doublings further
     xs = np.geomspace(s.min(), min(max(reach, s.max()), 4 * s.max()), 50)
     ax.plot(xs, trend["a"] + trend["b"] * np.log2(xs), ":", color="C0", label="log-linear fit (extrapolated)")
