@@ -215,17 +215,20 @@ def test_scaling_study_trend_and_extrapolation_are_what_the_runs_say():
 
 
 def test_scaling_study_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    """Malformed --steps, or a report with fewer than two finished runs: exit 2, one message, no report files."""
+    """Malformed --steps, a report with fewer than two finished runs, or --attribute with no trained run: exit 2,
+    one message, no report files."""
     S = _scaling_script()
     out = tmp_path / "out"
     out.mkdir()
-    for argv in (["--steps", "1k,2"], ["--steps", "0"], ["--report", "--work", str(tmp_path / "w")]):
+    for argv in (["--steps", "1k,2"], ["--steps", "0"], ["--report", "--work", str(tmp_path / "w")],
+                 ["--attribute", "--work", str(tmp_path / "w")]):
         monkeypatch.setattr("sys.argv", ["dime_scaling.py", "--out", str(out), *argv])
         with pytest.raises(SystemExit) as e:
             S.main()
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert "error:" in err and ("--steps" in err or "two or more step counts" in err)
+        assert "error:" in err and ("--steps" in err or "two or more step counts" in err
+                                    or "no finished run with its weights" in err)
     assert list(out.iterdir()) == []
 
 
