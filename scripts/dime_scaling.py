@@ -77,6 +77,16 @@ def _sets(n_train: int, log):
     return _datasets(_budget(n_train), Path("data"), 2, log)
 
 
+def _test_set(log):
+    """The reproduction's dime-liver test set alone (the attribution needs no training data)."""
+    from phantombench.papers.common import dataset_name, ensure_dataset
+    from phantombench.papers.dime import SEEDS
+
+    n, seed = _budget(N_TRAIN).n_test, SEEDS["test"]
+    return ensure_dataset("liver-mre", "dime-liver", n, seed, dataset_name("dime", "test", n, seed), Path("data"), log,
+                          workers=2)
+
+
 def _body_r(task, ds, cases) -> list[float]:
     """Per-phantom r of |G*| over the whole body mask (every tissue), context for whole-image evaluations."""
     from phantombench import metrics as M
@@ -180,7 +190,7 @@ def attribute(work: Path, run: dict[str, Any], log=print) -> Path:
     weights = work / name / f"weights_seed{run['seed']}.pt"
     if not weights.exists():
         raise ValueError(f"no weights for {name} ({weights})")
-    task, ds = get_task("mre"), _sets(run["n_train"], log)["test_dime"]
+    task, ds = get_task("mre"), _test_set(log)
     cnn = DIME(task, params={"weights": str(weights), "threads": 1})
     cfg = ds.manifest["config"]
     per = []
