@@ -182,7 +182,7 @@ def recovery_by_size(lesions: list[dict[str, Any]], bins=D_LAMBDA_BINS) -> list[
 def attribute(work: Path, run: dict[str, Any], log=print) -> Path:
     """:func:`where_r_is_lost` for a finished run's saved weights on the 16 test phantoms; writes
     ``<work>/<run>_attribution.json`` (atomically) and returns its path."""
-    from phantombench.papers.dime import wavelength_px
+    from phantombench.papers.dime import true_moduli
     from phantombench.solvers.dime import DIME
     from phantombench.tasks import get_task
 
@@ -196,13 +196,9 @@ def attribute(work: Path, run: dict[str, Any], log=print) -> Path:
     per = []
     for i in range(len(ds)):
         s = ds[i]
-        freqs = np.asarray(s["frequencies"], float)
-        j = int(np.argmin(np.abs(freqs - 60.0)))
-        g, phi = np.asarray(s["g_abs"][j], float), np.asarray(s["phase_angle"][j], float)
-        liver = np.asarray(s["liver_mask"], bool) & np.asarray(s["mask"], bool)
-        lam = wavelength_px(g, phi, freqs[j], float(cfg["rho"]), float(cfg["pixel_size"]))
+        t = true_moduli(s, float(cfg["rho"]), float(cfg["pixel_size"]))
         pred = cnn.solve(task.observation(ds, i))["abs_G"]
-        per.append({"phantom": i, **where_r_is_lost(pred, g, np.asarray(s["labels"]), liver, lam)})
+        per.append({"phantom": i, **where_r_is_lost(pred, t["g"], np.asarray(s["labels"]), t["liver"], t["lam_px"])})
     keys = ("r", "r_true_lesions", "r_true_vessels", "r_true_rim", "r_true_lesions_vessels")
     lesions = [{"phantom": p["phantom"], **x} for p in per for x in p["lesions"]]
     res = {"run": name, "r_step": run["steps"], "n_train": run["n_train"], "rim_px": RIM_PX,
@@ -329,7 +325,7 @@ def _lesion_figure(att: dict[str, Any], path: Path) -> None:
         ax.axvline(b, color="grey", ls=":", lw=1)
     ax.set_xlabel("lesion diameter / its shear wavelength at 60 Hz")
     ax.set_ylabel("contrast recovery (1 = exact)")
-    ax.set_title(f"{att['run']}: {len(les)} lesions, 16 test phantoms", fontsize=8)
+    ax.set_title(f"{att['run']}: {len(les)} lesions, {att['n']} test phantoms", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

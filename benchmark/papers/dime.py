@@ -154,6 +154,19 @@ def ceiling_r(g: np.ndarray, phi: np.ndarray, body: np.ndarray, liver: np.ndarra
     return M.pearson(blur_local(g, fraction * np.where(body, lam, 0.0), body), g, liver)
 
 
+def true_moduli(sample, rho: float, pixel: float, f0: float = 60.0) -> dict[str, Any]:
+    """A sample's truth at the frequency nearest ``f0``: that frequency, |G*| ``g``, phase angle ``phi``, the body
+    and liver masks and the local shear wavelength ``lam_px`` (:func:`wavelength_px`). For reports, never for a
+    solver."""
+    freqs = np.asarray(sample["frequencies"], float)
+    j = int(np.argmin(np.abs(freqs - f0)))
+    g, phi = np.asarray(sample["g_abs"][j], float), np.asarray(sample["phase_angle"][j], float)
+    body = np.asarray(sample["mask"], bool)
+    return {"freq": float(freqs[j]), "g": g, "phi": phi, "body": body,
+            "liver": np.asarray(sample["liver_mask"], bool) & body,
+            "lam_px": wavelength_px(g, phi, freqs[j], rho, pixel)}
+
+
 def resolution_ceiling(ds, indices=None, f0: float = 60.0) -> dict[str, Any]:
     """How high a per-phantom r can a wave-based inversion reach? Per phantom (|G*| at the frequency nearest
     ``f0``, over the liver): :func:`ceiling_r` for each of :data:`CEILING_FRACTIONS`, the liver's median shear
@@ -165,14 +178,11 @@ def resolution_ceiling(ds, indices=None, f0: float = 60.0) -> dict[str, Any]:
     per.update(lam_liver_px=[], lesions=[], vessels=[], parenchyma=[])
     for i in (range(len(ds)) if indices is None else indices):
         s = ds[i]
-        freqs = np.asarray(s["frequencies"], float)
-        j = int(np.argmin(np.abs(freqs - f0)))
-        g, phi = np.asarray(s["g_abs"][j], float), np.asarray(s["phase_angle"][j], float)
-        body = np.asarray(s["mask"], bool)
-        liver = np.asarray(s["liver_mask"], bool) & body
-        per["lam_liver_px"].append(float(np.median(wavelength_px(g, phi, freqs[j], rho, pixel)[liver])))
+        t = true_moduli(s, rho, pixel, f0)
+        g, phi, body, liver = t["g"], t["phi"], t["body"], t["liver"]
+        per["lam_liver_px"].append(float(np.median(t["lam_px"][liver])))
         for f in CEILING_FRACTIONS:
-            per[f"r_sigma_{f:g}"].append(ceiling_r(g, phi, body, liver, freqs[j], rho, pixel, f))
+            per[f"r_sigma_{f:g}"].append(ceiling_r(g, phi, body, liver, t["freq"], rho, pixel, f))
         for k, v in variance_shares(g, np.asarray(s["labels"]), liver).items():
             per[k].append(v)
     return {"fractions": list(CEILING_FRACTIONS), "n": len(per["lam_liver_px"]), "pixel_m": pixel,
